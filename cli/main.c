@@ -1,0 +1,196 @@
+/*
+ * smtpd: the program. Parses the command line, picks the handler class,
+ * binds, drops root, logs to standard error and runs the event loop until
+ * SIGINT/SIGTERM. Exit codes follow sysexits.h.
+ */
+#include "options.h"
+#include "privdrop.h"
+#include "smtpd.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+/* Seconds that transactions in flight get after SIGINT/SIGTERM. */
+#define SHUTDOWN_GRACE_SECONDS 30
+
+static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    (void)arg;
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", gmtime_r(&now, &tm));
+    fprintf(stderr, "%s smtpd %s: %s\n", when, names[level], line);
+}
+
+struct run {
+    struct smtpd_server *srv;
+    struct event *sigint, *sigterm;
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct run *r = arg;
+    (void)what;
+    log_stderr(NULL, SMTPD_LOG_INFO, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping");
+    smtpd_server_shutdown(r->srv, SHUTDOWN_GRACE_SECONDS);
+    /* With the signal events gone the loop ends when the last client does;
+     * a second signal gets the default action. */
+    event_del(r->sigint);
+    event_del(r->sigterm);
+}
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "smtpd: %s (see smtpd --help)\n", msg);
+    return EX_USAGE;
+}
+
+/* Fill the handler for -c NAME. Returns 0 or a sysexits code. */
+static int pick_class(const struct options *o, struct smtpd_handler *h, void **dl)
+{
+    const char *name = o->class_name;
+    bool builtin = strchr(name, '/') == NULL;
+    if (builtin && o->n_extra > 0)
+        return usage_error("too many arguments");
+    if (strcmp(name, "DebuggingServer") == 0) {
+        smtpd_debugging_handler(h, stdout);
+        return 0;
+    }
+    if (strcmp(name, "Sink") == 0) {
+        smtpd_sink_handler(h);
+        return 0;
+    }
+    if (strcmp(name, "SMTPServer") == 0)
+        return usage_error("SMTPServer is the abstract base class and handles no message; "
+                           "use -c DebuggingServer, -c Sink or a handler of your own");
+    if (builtin) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "unknown class '%.100s' (DebuggingServer, Sink, or the path of a .so "
+                 "with %s)",
+                 name, SMTPD_PLUGIN_SYMBOL);
+        return usage_error(msg);
+    }
+    *dl = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!*dl) {
+        fprintf(stderr, "smtpd: cannot load %s: %s\n", name, dlerror());
+        return EX_USAGE;
+    }
+    smtpd_plugin_init_fn init;
+    *(void **)&init = dlsym(*dl, SMTPD_PLUGIN_SYMBOL);
+    if (!init) {
+        fprintf(stderr, "smtpd: %s does not export %s\n", name, SMTPD_PLUGIN_SYMBOL);
+        return EX_USAGE;
+    }
+    memset(h, 0, sizeof(*h));
+    if (init(h, o->n_extra, o->extra) != 0 || !h->on_message) {
+        fprintf(stderr, "smtpd: %s: %s failed\n", name, SMTPD_PLUGIN_SYMBOL);
+        return EX_SOFTWARE;
+    }
+    return 0;
+}
+
+static int serve(const struct options *o, const struct smtpd_handler *h)
+{
+    struct smtpd_config cfg;
+    smtpd_config_init(&cfg);
+    cfg.data_size_limit = o->size;
+    cfg.enable_smtputf8 = o->smtputf8;
+    cfg.decode_data = o->decode_data;
+    cfg.hostname = o->hostname;
+    cfg.max_connections = o->max_connections;
+    cfg.command_timeout = o->command_timeout;
+    cfg.data_timeout = o->data_timeout;
+    cfg.log = log_stderr;
+    cfg.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
+
+    struct event_base *base = event_base_new();
+    if (!base) {
+        fprintf(stderr, "smtpd: cannot create the event loop\n");
+        return EX_OSERR;
+    }
+    enum smtpd_err err;
+    struct run r = {smtpd_server_new(base, &cfg, h, &err), NULL, NULL};
+    if (!r.srv) {
+        fprintf(stderr, "smtpd: %s\n", smtpd_strerror(err));
+        event_base_free(base);
+        return err == SMTPD_ERR_CONFIG ? EX_USAGE : EX_OSERR;
+    }
+    int rc = EX_OK;
+    err = smtpd_server_listen(r.srv, o->local);
+    if (err != SMTPD_OK) {
+        int e = errno;
+        fprintf(stderr, "smtpd: cannot listen on %s: %s%s%s\n", o->local, smtpd_strerror(err),
+                err == SMTPD_ERR_BIND ? ": " : "", err == SMTPD_ERR_BIND ? strerror(e) : "");
+        rc = err == SMTPD_ERR_ADDRESS           ? EX_USAGE
+             : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
+                                                                             : EX_UNAVAILABLE;
+        goto out;
+    }
+    for (size_t i = 0; i < smtpd_server_listener_count(r.srv); i++) {
+        char addr[80], line[128];
+        if (smtpd_server_address(r.srv, i, addr, sizeof(addr)) == SMTPD_OK) {
+            snprintf(line, sizeof(line), "listening on %s", addr);
+            log_stderr(NULL, SMTPD_LOG_INFO, line);
+        }
+    }
+    if (!o->nosetuid) {
+        char why[256];
+        if (privdrop("nobody", why, sizeof(why)) != 0) {
+            fprintf(stderr, "smtpd: %s; run as root, or use -n to keep this user\n", why);
+            rc = EX_NOPERM;
+            goto out;
+        }
+    }
+    r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
+    r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
+    if (!r.sigint || !r.sigterm || event_add(r.sigint, NULL) || event_add(r.sigterm, NULL)) {
+        fprintf(stderr, "smtpd: cannot set up signal handling\n");
+        rc = EX_OSERR;
+        goto out;
+    }
+    fflush(stderr);
+    event_base_dispatch(base);
+out:
+    if (r.sigint)
+        event_free(r.sigint);
+    if (r.sigterm)
+        event_free(r.sigterm);
+    smtpd_server_free(r.srv);
+    event_base_free(base);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    char err[256];
+    if (options_parse(&o, argc, argv, err, sizeof(err)) != 0)
+        return usage_error(err);
+    if (o.help) {
+        fputs(options_usage, stdout);
+        return EX_OK;
+    }
+    if (o.version) {
+        printf("smtpd %s\n", SMTPD_VERSION);
+        return EX_OK;
+    }
+    /* Writes to a client that has gone must not kill the server. */
+    signal(SIGPIPE, SIG_IGN);
+    struct smtpd_handler h;
+    void *dl = NULL;
+    int rc = pick_class(&o, &h, &dl);
+    if (rc == 0)
+        rc = serve(&o, &h);
+    if (dl)
+        dlclose(dl);
+    return rc;
+}

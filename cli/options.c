@@ -1,0 +1,148 @@
+/* Command line parsing for smtpd; see options.h. */
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char options_usage[] =
+    "Usage: smtpd [options] [localhost:localport [remotehost:remoteport]]\n"
+    "\n"
+    "An SMTP server (RFC 5321) that does what Python's smtpd module did.\n"
+    "\n"
+    "  -n, --nosetuid          do not drop root privileges to \"nobody\" after binding\n"
+    "  -V, --version           print the version and exit\n"
+    "  -c, --class NAME        DebuggingServer, Sink, SMTPServer, or the path of a\n"
+    "                          shared object exporting smtpd_plugin_init (default\n"
+    "                          PureProxy)\n"
+    "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
+    "                          limit (default 33554432)\n"
+    "  -u, --smtputf8          enable SMTPUTF8 (RFC 6531)\n"
+    "  -d, --debug             log the whole dialogue to standard error\n"
+    "  -h, --help              print this text and exit\n"
+    "      --decode-data       require UTF-8 message data; no 8BITMIME (not with -u)\n"
+    "      --hostname NAME     name in the greeting (default: this machine's FQDN)\n"
+    "      --max-connections N simultaneous clients (default 1000; 0: no limit)\n"
+    "      --command-timeout S seconds to wait for a command (default 300)\n"
+    "      --data-timeout S    seconds to wait for message data (default 300)\n"
+    "\n"
+    "localhost:localport defaults to localhost:8025 (every address the name has);\n"
+    "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
+
+enum { OPT_DECODE = 256, OPT_HOSTNAME, OPT_MAXCONN, OPT_CMD_TIMEOUT, OPT_DATA_TIMEOUT };
+
+static const struct option long_opts[] = {
+    {"nosetuid", no_argument, NULL, 'n'},
+    {"version", no_argument, NULL, 'V'},
+    {"class", required_argument, NULL, 'c'},
+    {"size", required_argument, NULL, 's'},
+    {"smtputf8", no_argument, NULL, 'u'},
+    {"debug", no_argument, NULL, 'd'},
+    {"help", no_argument, NULL, 'h'},
+    {"decode-data", no_argument, NULL, OPT_DECODE},
+    {"hostname", required_argument, NULL, OPT_HOSTNAME},
+    {"max-connections", required_argument, NULL, OPT_MAXCONN},
+    {"command-timeout", required_argument, NULL, OPT_CMD_TIMEOUT},
+    {"data-timeout", required_argument, NULL, OPT_DATA_TIMEOUT},
+    {NULL, 0, NULL, 0},
+};
+
+/* A whole decimal number no larger than max. */
+static bool parse_num(const char *s, unsigned long long max, unsigned long long *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int options_parse(struct options *o, int argc, char **argv, char *err, size_t errsz)
+{
+    *o = (struct options){
+        .class_name = "PureProxy",
+        .size = 33554432,
+        .max_connections = 1000,
+        .command_timeout = 300,
+        .data_timeout = 300,
+        .local = "localhost:8025",
+        .remote = "localhost:25",
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    unsigned long long v;
+    while ((c = getopt_long(argc, argv, ":nVc:s:udh", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            o->nosetuid = true;
+            break;
+        case 'V':
+            o->version = true;
+            break;
+        case 'c':
+            o->class_name = optarg;
+            break;
+        case 's':
+            if (!parse_num(optarg, SIZE_MAX, &v)) {
+                snprintf(err, errsz, "invalid size for -s: '%s' (bytes expected)", optarg);
+                return -1;
+            }
+            o->size = (size_t)v;
+            break;
+        case 'u':
+            o->smtputf8 = true;
+            break;
+        case 'd':
+            o->debug = true;
+            break;
+        case 'h':
+            o->help = true;
+            break;
+        case OPT_DECODE:
+            o->decode_data = true;
+            break;
+        case OPT_HOSTNAME:
+            o->hostname = optarg;
+            break;
+        case OPT_MAXCONN:
+        case OPT_CMD_TIMEOUT:
+        case OPT_DATA_TIMEOUT:
+            if (!parse_num(optarg, UINT_MAX, &v)) {
+                snprintf(err, errsz, "invalid number for %s: '%s'", argv[optind - 1], optarg);
+                return -1;
+            }
+            if (c == OPT_MAXCONN)
+                o->max_connections = (unsigned)v;
+            else if (c == OPT_CMD_TIMEOUT)
+                o->command_timeout = (unsigned)v;
+            else
+                o->data_timeout = (unsigned)v;
+            break;
+        case ':':
+            snprintf(err, errsz, "option '%s' needs a value", argv[optind - 1]);
+            return -1;
+        default:
+            snprintf(err, errsz, "unknown option '%s'", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (o->smtputf8 && o->decode_data) {
+        snprintf(err, errsz, "--decode-data and -u/--smtputf8 cannot be used together");
+        return -1;
+    }
+    if (optind < argc)
+        o->local = argv[optind++];
+    if (optind < argc)
+        o->remote = argv[optind++];
+    o->n_extra = argc - optind;
+    o->extra = argv + optind;
+    return 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * Command line of the smtpd program: the options of `python -m smtpd` plus
+ * our own. Parsing never exits or prints; main() does.
+ */
+#ifndef SMTPD_CLI_OPTIONS_H
+#define SMTPD_CLI_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct options {
+    bool nosetuid;
+    bool debug;
+    bool help;
+    bool version;
+    bool smtputf8;
+    bool decode_data;
+    const char *class_name;  /* -c: built-in class or path of a .so */
+    size_t size;             /* -s: bytes, 0 = no limit */
+    const char *hostname;    /* --hostname, NULL = FQDN */
+    unsigned max_connections;
+    unsigned command_timeout;
+    unsigned data_timeout;
+    const char *local;       /* localhost:localport */
+    const char *remote;      /* remotehost:remoteport */
+    int n_extra;             /* further positional arguments, for plugins */
+    char **extra;
+};
+
+/** Parse argv into @p o (defaults first). @return 0, or -1 with a one-line
+ *  reason in @p err (of @p errsz bytes). */
+int options_parse(struct options *o, int argc, char **argv, char *err, size_t errsz);
+
+/** The usage text for --help. */
+extern const char options_usage[];
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * libsmtpd: an embeddable SMTP server (RFC 5321) on libevent 2.1.
+ *
+ * The library does what Python's smtpd module did with SMTPServer and
+ * SMTPChannel: it accepts clients, runs one SMTP dialogue per client and hands
+ * every accepted message to a handler (a struct of callbacks plus a void *arg).
+ * Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
+ * PIPELINING (RFC 2920), ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463).
+ *
+ * Threading: a server and everything it hands out belong to the thread that
+ * runs its event_base. The library has no global mutable state, never exits
+ * and never prints; it reports through return values and the log callback.
+ *
+ * Signals: the library writes to sockets; the program must ignore SIGPIPE.
+ */
+#ifndef SMTPD_H
+#define SMTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Library version, also sent in the 220 greeting. */
+#define SMTPD_VERSION "0.1.0"
+
+struct event_base;
+struct sockaddr;
+
+/** Errors returned by the library's functions. 0 is success. */
+enum smtpd_err {
+    SMTPD_OK = 0,
+    SMTPD_ERR_NOMEM,   /**< out of memory */
+    SMTPD_ERR_CONFIG,  /**< invalid configuration (see smtpd_strerror) */
+    SMTPD_ERR_ADDRESS, /**< a "host:port" string that cannot be parsed */
+    SMTPD_ERR_RESOLVE, /**< a host name that does not resolve */
+    SMTPD_ERR_BIND,    /**< socket, bind or listen failed (errno is kept) */
+    SMTPD_ERR_STATE,   /**< call not allowed now (e.g. a second reply) */
+};
+
+/** A constant English text for an error code. Never NULL. */
+const char *smtpd_strerror(enum smtpd_err err);
+
+/** Log levels of the log callback, most severe first. */
+enum smtpd_log_level {
+    SMTPD_LOG_ERROR = 0,
+    SMTPD_LOG_WARNING,
+    SMTPD_LOG_INFO,  /**< one line per connection and per transaction */
+    SMTPD_LOG_DEBUG, /**< the whole dialogue, peer text escaped */
+};
+
+/**
+ * Log callback. @p line is one NUL-terminated line without a newline, in
+ * which every byte that came from a peer has been escaped (control
+ * characters, backslash and invalid UTF-8 as \xNN). Valid only during the call.
+ */
+typedef void (*smtpd_log_fn)(void *arg, enum smtpd_log_level level, const char *line);
+
+/**
+ * Server configuration. Fill it with smtpd_config_init() first, then change
+ * fields. The server copies it (strings included) in smtpd_server_new().
+ */
+struct smtpd_config {
+    /** Largest message in bytes (RFC 1870), advertised as SIZE. 0: no limit,
+     *  no SIZE keyword. Default 33554432. */
+    size_t data_size_limit;
+    /** Advertise SMTPUTF8 and accept the SMTPUTF8 MAIL parameter (RFC 6531).
+     *  Default false. */
+    bool enable_smtputf8;
+    /** smtpd's decode_data: 8BITMIME is not advertised, BODY is refused and
+     *  message data must be valid UTF-8 (else 5xx after the final dot). Cannot
+     *  be combined with enable_smtputf8. Default false. */
+    bool decode_data;
+    /** Name used in the greeting and EHLO reply. NULL: the machine's FQDN,
+     *  looked up once in smtpd_server_new(). */
+    const char *hostname;
+    /** Seconds a client may take to send the next command line (RFC 5321
+     *  4.5.3.2.7). 0: no timeout. Default 300. */
+    unsigned command_timeout;
+    /** Seconds a client may stay silent during DATA (RFC 5321 4.5.3.2.6).
+     *  0: no timeout. Default 300. */
+    unsigned data_timeout;
+    /** Simultaneous clients; the next one gets "421 4.3.2" and is closed.
+     *  0: no limit. Default 1000. */
+    unsigned max_connections;
+    /** Forward-paths per transaction; more get "452 4.5.3" (RFC 5321
+     *  4.5.3.1.10). Default 1000. */
+    unsigned max_recipients;
+    /** Log callback and its argument; NULL: no logging. */
+    smtpd_log_fn log;
+    void *log_arg;
+    /** Most verbose level passed to the log callback. Default SMTPD_LOG_INFO. */
+    enum smtpd_log_level log_level;
+};
+
+/** Fill @p cfg with the defaults documented above. */
+void smtpd_config_init(struct smtpd_config *cfg);
+
+/**
+ * One client session (smtpd's SMTPChannel). Owned by the library; a handler
+ * receives it in each callback and may keep it until on_close() is called for
+ * it, never after.
+ */
+struct smtpd_session;
+
+/** A received message, as handed to on_message(). All pointers are owned by
+ *  the library and valid until the handler has answered (smtpd_reply()) or
+ *  on_close() was called; copy what you need longer. */
+struct smtpd_message {
+    const char *peer_addr;         /**< client IP address, numeric text */
+    uint16_t peer_port;            /**< client TCP port */
+    const char *helo;              /**< HELO/EHLO argument */
+    const char *reverse_path;      /**< MAIL FROM address; "" for <> */
+    const char *const *forward_paths; /**< RCPT TO addresses, in order */
+    size_t n_forward_paths;
+    const char *const *mail_options; /**< MAIL parameters, upper-cased */
+    size_t n_mail_options;
+    const char *const *rcpt_options; /**< RCPT parameters, upper-cased */
+    size_t n_rcpt_options;
+    bool smtputf8;                 /**< the client sent MAIL ... SMTPUTF8 */
+    bool esmtp;                    /**< the client greeted with EHLO */
+    /** Message data: dot-unstuffed, CRLF line ends kept, may hold NUL bytes.
+     *  Not NUL-terminated. */
+    const char *data;
+    size_t data_len; /**< bytes in data */
+};
+
+/** What a handler callback returns. */
+enum smtpd_verdict {
+    /** The callback has answered with smtpd_reply(), or gives the default
+     *  answer (250 for every callback; 220 greeting for on_connect). */
+    SMTPD_DONE = 0,
+    /** The callback will answer later, from the event loop, with exactly one
+     *  smtpd_reply() (unless on_close() comes first). Until then the
+     *  session reads no further commands. */
+    SMTPD_PENDING = 1,
+};
+
+/**
+ * A handler: what the server does with sessions and messages. Every callback
+ * is optional except on_message. Each gets the handler's @c arg first.
+ */
+struct smtpd_handler {
+    /** A client connected, before the greeting. A reply of 4xx/5xx refuses it
+     *  (RFC 5321 3.1, 554) and closes the session. */
+    enum smtpd_verdict (*on_connect)(void *arg, struct smtpd_session *s);
+    /** MAIL FROM passed the syntax checks. @p reverse_path is "" for <>;
+     *  @p params are the upper-cased parameters. A non-2xx reply refuses it. */
+    enum smtpd_verdict (*on_mail)(void *arg, struct smtpd_session *s, const char *reverse_path,
+                                  const char *const *params, size_t n_params);
+    /** RCPT TO passed the syntax checks. A non-2xx reply refuses this
+     *  forward-path only; the transaction goes on. */
+    enum smtpd_verdict (*on_rcpt)(void *arg, struct smtpd_session *s, const char *forward_path,
+                                  const char *const *params, size_t n_params);
+    /** The final dot was received: deliver @p msg. No reply: 250 2.0.0. */
+    enum smtpd_verdict (*on_message)(void *arg, struct smtpd_session *s,
+                                     const struct smtpd_message *msg);
+    /** The transaction was reset (RSET, HELO/EHLO, or after DATA). */
+    void (*on_reset)(void *arg, struct smtpd_session *s);
+    /** The session ends (QUIT, disconnect, timeout, shutdown). If a callback
+     *  was pending, its answer is cancelled: the handler must not call
+     *  smtpd_reply() for @p s, nor use @p s, after this returns. */
+    void (*on_close)(void *arg, struct smtpd_session *s);
+    void *arg;
+};
+
+/**
+ * Answer the current callback of session @p s, at once or later.
+ * @p code: a reply code 200..599 (RFC 5321 4.2). @p enhanced: an enhanced
+ * status code "x.y.z" (RFC 3463) or NULL for the standard one of the step;
+ * it is sent only to clients that used EHLO. @p text: one line of text, or
+ * NULL for the standard text; CR, LF and control characters are replaced
+ * with spaces. Strings are copied.
+ * @return SMTPD_OK, or SMTPD_ERR_STATE when nothing is waiting for an answer,
+ *         SMTPD_ERR_CONFIG for a code out of range.
+ */
+enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
+                           const char *text);
+
+/** Per-session pointer for the handler; NULL until set. */
+void smtpd_session_set_data(struct smtpd_session *s, void *data);
+void *smtpd_session_data(const struct smtpd_session *s);
+/** Client IP address (numeric text, valid for the session's life) and port. */
+const char *smtpd_session_peer_addr(const struct smtpd_session *s);
+uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
+/** HELO/EHLO argument so far, or NULL before the greeting. */
+const char *smtpd_session_helo(const struct smtpd_session *s);
+/** Whether the client greeted with EHLO (ESMTP). */
+bool smtpd_session_esmtp(const struct smtpd_session *s);
+/** Log a line through the server's log callback, prefixed with the session
+ *  id. @p fmt is printf-style; the caller escapes peer text (smtpd_escape). */
+void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
+                       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/**
+ * Escape @p len bytes of @p in for a log line into @p out (capacity
+ * @p outsz bytes, always NUL-terminated): printable ASCII and valid UTF-8
+ * are kept, other bytes and backslash become \xNN or \\. Output that does not
+ * fit is cut and ends in "...". @return the length written, without the NUL.
+ */
+size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len);
+
+/**
+ * Insert the line "X-Peer: <peer_addr>" into message data as smtpd's
+ * DebuggingServer and PureProxy did: before the first empty line (the end
+ * of the header section), or at the end when there is none.
+ * @return a new buffer (free() it) holding the result, its length in
+ *         @p out_len; NULL when out of memory.
+ */
+char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len);
+
+/** The listening server (smtpd's SMTPServer). */
+struct smtpd_server;
+
+/**
+ * Create a server on @p base with a copy of @p cfg and @p handler.
+ * Looks up the FQDN once when cfg->hostname is NULL. Does not listen yet.
+ * @return the server, or NULL with *err set: SMTPD_ERR_CONFIG (decode_data
+ *         together with enable_smtputf8, or no on_message), SMTPD_ERR_NOMEM.
+ */
+struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
+                                      const struct smtpd_handler *handler, enum smtpd_err *err);
+
+/**
+ * Listen on every address that @p hostport resolves to. @p hostport is
+ * "host:port", "[v6addr]:port" or ":port" (all addresses); port 0 takes a
+ * free port. SO_REUSEADDR, backlog SOMAXCONN. Blocks for the name lookup
+ * (call it at start-up).
+ * @return SMTPD_OK, SMTPD_ERR_ADDRESS, SMTPD_ERR_RESOLVE or SMTPD_ERR_BIND
+ *         (errno tells why; addresses bound before the failure are kept).
+ */
+enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport);
+
+/** Number of listening sockets so far. */
+size_t smtpd_server_listener_count(const struct smtpd_server *srv);
+
+/**
+ * Address of listening socket @p i (0-based) as "host:port" text ("[::1]:25"
+ * for IPv6) into @p buf of @p bufsz bytes. @return SMTPD_OK or
+ * SMTPD_ERR_STATE when @p i is out of range.
+ */
+enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
+                                    size_t bufsz);
+
+/** The event_base the server runs on, for handlers that do their own I/O. */
+struct event_base *smtpd_server_base(const struct smtpd_server *srv);
+
+/** Number of client sessions open now. */
+size_t smtpd_server_session_count(const struct smtpd_server *srv);
+
+/**
+ * Graceful shutdown: stop accepting, send "421 4.3.2" to idle clients and
+ * close them, let transactions in progress finish, and after @p grace_seconds
+ * close whatever is left with 421. When the last session is gone the server
+ * holds no events, so event_base_dispatch() returns once the program's own
+ * events are gone too. Calling it twice does nothing more.
+ */
+void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds);
+
+/** Close every listener and session at once (handlers get on_close) and free
+ *  the server. NULL is allowed. */
+void smtpd_server_free(struct smtpd_server *srv);
+
+/** Built-in handlers, as smtpd's classes. */
+
+/** DebuggingServer: prints each message to @p out (a FILE *, e.g. stdout)
+ *  between "---------- MESSAGE FOLLOWS ----------" and
+ *  "------------ END MESSAGE ------------", with X-Peer inserted, and flushes.
+ *  @p out must outlive the server. */
+void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
+
+/** Sink: accepts every message and discards it. */
+void smtpd_sink_handler(struct smtpd_handler *h);
+
+/** The symbol a shared object loaded with `smtpd -c path.so` must export:
+ *  fill @p h; @p argc/@p argv are the program's remaining positional
+ *  arguments (after localhost:port). Return 0 on success. */
+#define SMTPD_PLUGIN_SYMBOL "smtpd_plugin_init"
+typedef int (*smtpd_plugin_init_fn)(struct smtpd_handler *h, int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,961 @@
+/*
+ * The per-client SMTP state machine; see channel.h. One command table says
+ * which verb runs which function and what must come before it; every reply
+ * is formatted here and leaves through the transport in one write.
+ */
+#include "channel.h"
+#include "command.h"
+#include "data.h"
+#include "line.h"
+#include "reply.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 5321 4.5.3.1.4: 512 octets per command line (counted without CRLF, as
+ * smtpd does); MAIL may grow by SIZE=n (RFC 1870: 26) and SMTPUTF8 (10). */
+#define COMMAND_LINE_LIMIT 512
+#define SIZE_PARAM_EXTRA 26
+#define SMTPUTF8_PARAM_EXTRA 10
+
+enum chan_state {
+    ST_COMMAND, /* reading command lines */
+    ST_DATA,    /* reading message data after 354 */
+    ST_CLOSED,  /* QUIT, timeout or refusal: nothing more is read */
+};
+
+/* The handler step waiting for an answer. */
+enum pending_step { STEP_NONE, STEP_CONNECT, STEP_MAIL, STEP_RCPT, STEP_DATA };
+
+struct txn {
+    char *reverse_path; /* NULL: no MAIL yet */
+    bool smtputf8;
+    char **mail_options;
+    size_t n_mail_options;
+    char **forward_paths;
+    size_t n_forward_paths, cap_forward_paths;
+    struct data_engine de;
+    struct data_buf data;
+};
+
+struct smtpd_session {
+    const struct chan_params *params;
+    const struct chan_transport *tr;
+    void *io;
+    unsigned long id;
+    char peer_addr[64];
+    uint16_t peer_port;
+    void *user_data;
+
+    enum chan_state state;
+    char *helo;    /* HELO/EHLO argument, NULL before */
+    bool extended; /* EHLO was used: enhanced codes, bigger MAIL lines */
+    bool draining; /* server shutdown: close when idle */
+    bool in_feed;  /* inside channel_feed(): completions need no resume */
+    bool in_callback; /* inside a handler callback: answers are applied on return */
+    unsigned long n_messages;
+
+    struct line_reader lr;
+    struct txn txn;
+
+    /* The handler step awaiting an answer, and the answer once given. */
+    enum pending_step step;
+    bool answered;
+    int answer_code;
+    char *candidate; /* forward-path being asked about in STEP_RCPT */
+    char answer[REPLY_LINE_MAX];
+    size_t answer_len;
+};
+
+static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_data(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_rset(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_noop(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_help(struct smtpd_session *s, const char *arg, size_t len);
+
+/* What a command needs first; checked in this order (smtpd's order). */
+enum { NEED_GREETING = 1, NEED_MAIL = 2, NEED_RCPT = 4 };
+
+static const struct command {
+    void (*fn)(struct smtpd_session *s, const char *arg, size_t len);
+    unsigned need;
+    const char *syntax; /* HELP text */
+} commands[CMD_COUNT] = {
+    [CMD_HELO] = {cmd_helo, 0, "HELO hostname"},
+    [CMD_EHLO] = {cmd_ehlo, 0, "EHLO hostname"},
+    [CMD_MAIL] = {cmd_mail, NEED_GREETING, "MAIL FROM: <address>"},
+    [CMD_RCPT] = {cmd_rcpt, NEED_GREETING | NEED_MAIL, "RCPT TO: <address>"},
+    [CMD_DATA] = {cmd_data, NEED_GREETING | NEED_RCPT, "DATA"},
+    [CMD_RSET] = {cmd_rset, 0, "RSET"},
+    [CMD_NOOP] = {cmd_noop, 0, "NOOP"},
+    [CMD_QUIT] = {cmd_quit, 0, "QUIT"},
+    [CMD_VRFY] = {cmd_vrfy, 0, "VRFY <address>"},
+    [CMD_EXPN] = {cmd_expn, 0, NULL},
+    [CMD_HELP] = {cmd_help, 0, NULL},
+};
+
+#define SUPPORTED "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"
+
+/* ---- logging ---- */
+
+static void vlog_session(const struct smtpd_session *s, enum smtpd_log_level level,
+                         const char *fmt, va_list ap)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    if (!cfg->log || level > cfg->log_level)
+        return;
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "[%lu] ", s->id);
+    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    cfg->log(cfg->log_arg, level, line);
+}
+
+void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_session(s, level, fmt, ap);
+    va_end(ap);
+}
+
+static bool debug_on(const struct smtpd_session *s)
+{
+    return s->params->cfg.log && s->params->cfg.log_level >= SMTPD_LOG_DEBUG;
+}
+
+/* Log a line of the dialogue (-d): direction and escaped bytes. */
+static void log_wire(const struct smtpd_session *s, const char *dir, const char *p, size_t n)
+{
+    if (!debug_on(s))
+        return;
+    char esc[600];
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    smtpd_escape(esc, sizeof(esc), p, n);
+    smtpd_session_log(s, SMTPD_LOG_DEBUG, "%s %s", dir, esc);
+}
+
+/* ---- replies ---- */
+
+static void send_raw(struct smtpd_session *s, const char *buf, size_t len)
+{
+    log_wire(s, ">", buf, len);
+    s->tr->write(s->io, buf, len);
+}
+
+/* Enhanced status codes go only to clients that used EHLO (RFC 2034 3). */
+static void reply(struct smtpd_session *s, int code, const char *enh, const char *text)
+{
+    char buf[REPLY_LINE_MAX];
+    send_raw(s, buf, reply_format(buf, code, false, s->extended ? enh : NULL, text));
+}
+
+static void close_session(struct smtpd_session *s)
+{
+    s->state = ST_CLOSED;
+    s->tr->close(s->io);
+}
+
+/* ---- transaction ---- */
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void txn_clear(struct smtpd_session *s)
+{
+    struct txn *t = &s->txn;
+    bool had = t->reverse_path != NULL;
+    free(t->reverse_path);
+    free_strv(t->mail_options, t->n_mail_options);
+    free_strv(t->forward_paths, t->n_forward_paths);
+    free(t->data.p);
+    memset(t, 0, sizeof(*t));
+    if (had && s->params->handler.on_reset)
+        s->params->handler.on_reset(s->params->handler.arg, s);
+}
+
+static char *dup_slice(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static char *dup_upper(const char *p, size_t n)
+{
+    char *d = dup_slice(p, n);
+    for (size_t i = 0; d && i < n; i++)
+        if (d[i] >= 'a' && d[i] <= 'z')
+            d[i] = (char)(d[i] - 'a' + 'A');
+    return d;
+}
+
+static void reply_nomem(struct smtpd_session *s)
+{
+    reply(s, 451, "4.3.0", "Error: local error in processing, try again later");
+}
+
+/* ---- handler calls ---- */
+
+/* Standard enhanced code for a handler's answer at each step. */
+static const char *default_enh(enum pending_step step, int code)
+{
+    if (code >= 400)
+        return code >= 500 ? "5.0.0" : "4.0.0";
+    switch (step) {
+    case STEP_MAIL:
+        return "2.1.0";
+    case STEP_RCPT:
+        return "2.1.5";
+    default:
+        return "2.0.0";
+    }
+}
+
+/* "x.y.z" with the class of the code (RFC 3463 2). */
+static bool valid_enh(const char *e, int code)
+{
+    if (!e || e[0] != '0' + code / 100 || e[1] != '.')
+        return false;
+    int dots = 0;
+    size_t digits = 0;
+    for (const char *p = e + 2; *p; p++) {
+        if (*p == '.') {
+            if (digits == 0 || ++dots > 1)
+                return false;
+            digits = 0;
+        } else if (*p >= '0' && *p <= '9' && digits < 3) {
+            digits++;
+        } else {
+            return false;
+        }
+    }
+    return dots == 1 && digits > 0;
+}
+
+static void finish_step(struct smtpd_session *s);
+static bool idle(const struct smtpd_session *s);
+static void shutdown_now(struct smtpd_session *s);
+
+enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
+                           const char *text)
+{
+    if (s->step == STEP_NONE || s->answered)
+        return SMTPD_ERR_STATE;
+    if (code < 200 || code > 599)
+        return SMTPD_ERR_CONFIG;
+    if (!valid_enh(enhanced, code))
+        enhanced = default_enh(s->step, code);
+    if (!text)
+        text = code < 300 ? "OK" : code < 500 ? "Error: try again later" : "Error: refused";
+    if (s->step == STEP_CONNECT) {
+        char t[REPLY_LINE_MAX];
+        snprintf(t, sizeof(t), "%s %s", s->params->cfg.hostname, text);
+        s->answer_len = reply_format(s->answer, code, false, NULL, t);
+    } else {
+        s->answer_len = reply_format(s->answer, code, false, s->extended ? enhanced : NULL, text);
+    }
+    s->answered = true;
+    s->answer_code = code;
+    if (!s->in_callback) {
+        /* A pending answer from the event loop: apply it and read on. */
+        finish_step(s);
+        if (!s->in_feed && s->state != ST_CLOSED)
+            s->tr->resume(s->io);
+    }
+    return SMTPD_OK;
+}
+
+
+/* Mark the start of a handler call for @p step; its verdict goes to ask(). */
+static void begin_step(struct smtpd_session *s, enum pending_step step)
+{
+    s->step = step;
+    s->answered = false;
+    s->in_callback = true;
+}
+
+/* The handler returned: finish the step now unless the answer is to come. */
+static void ask(struct smtpd_session *s, enum smtpd_verdict verdict)
+{
+    s->in_callback = false;
+    if (verdict == SMTPD_PENDING && !s->answered)
+        return;
+    finish_step(s);
+}
+
+/* ---- greeting ---- */
+
+void channel_start(struct smtpd_session *s)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u", s->peer_addr, s->peer_port);
+    begin_step(s, STEP_CONNECT);
+    ask(s, h->on_connect ? h->on_connect(h->arg, s) : SMTPD_DONE);
+}
+
+static void greet(struct smtpd_session *s)
+{
+    char t[REPLY_LINE_MAX];
+    snprintf(t, sizeof(t), "%s smtpd %s ESMTP", s->params->cfg.hostname, SMTPD_VERSION);
+    reply(s, 220, NULL, t);
+}
+
+/* ---- commands ---- */
+
+static void set_greeting(struct smtpd_session *s, const char *arg, size_t len, bool extended)
+{
+    char *h = dup_slice(arg, len);
+    if (!h) {
+        reply_nomem(s);
+        return;
+    }
+    /* RFC 5321 4.1.4: a new HELO/EHLO resets the transaction, like RSET. */
+    txn_clear(s);
+    free(s->helo);
+    s->helo = h;
+    s->extended = extended;
+}
+
+static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
+{
+    if (len == 0) {
+        reply(s, 501, "5.5.4", "Syntax: HELO hostname");
+        return;
+    }
+    /* Going back from ESMTP to plain SMTP is refused, as smtpd does. */
+    if (s->extended) {
+        reply(s, 503, "5.5.1", "Duplicate HELO/EHLO");
+        return;
+    }
+    set_greeting(s, arg, len, false);
+    if (s->helo)
+        reply(s, 250, NULL, s->params->cfg.hostname);
+}
+
+static void cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    if (len == 0) {
+        reply(s, 501, "5.5.4", "Syntax: EHLO hostname");
+        return;
+    }
+    set_greeting(s, arg, len, true);
+    if (!s->helo)
+        return;
+    char kw[6][40];
+    size_t n = 0;
+    if (cfg->data_size_limit)
+        snprintf(kw[n++], sizeof(kw[0]), "SIZE %zu", cfg->data_size_limit);
+    if (!cfg->decode_data)
+        snprintf(kw[n++], sizeof(kw[0]), "8BITMIME");
+    if (cfg->enable_smtputf8)
+        snprintf(kw[n++], sizeof(kw[0]), "SMTPUTF8");
+    snprintf(kw[n++], sizeof(kw[0]), "PIPELINING");
+    snprintf(kw[n++], sizeof(kw[0]), "ENHANCEDSTATUSCODES");
+    snprintf(kw[n++], sizeof(kw[0]), "HELP");
+    /* The whole multi-line reply goes out in one write. */
+    char buf[REPLY_LINE_MAX * 7];
+    size_t len_out = reply_format(buf, 250, true, NULL, cfg->hostname);
+    for (size_t i = 0; i < n; i++)
+        len_out += reply_format(buf + len_out, 250, i + 1 < n, NULL, kw[i]);
+    send_raw(s, buf, len_out);
+}
+
+/* Check MAIL parameters (RFC 1870, 6152, 6531) as smtpd does; on success
+ * fill the transaction's options. Returns false after replying. */
+static bool mail_params(struct smtpd_session *s, const char *p, size_t len)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    const char *end = p + len;
+    struct esmtp_param prm;
+    enum param_result r;
+    size_t count = 0;
+    bool unknown = false, bad_body = false, utf8 = false, utf8_value = false;
+    bool bad_size = false, too_big = false;
+
+    while ((r = cmd_next_param(&p, end, &prm)) == PARAM_OK) {
+        count++;
+        if (!cfg->decode_data && slice_ieq(prm.key, prm.key_len, "BODY")) {
+            if (!prm.value || !(slice_ieq(prm.value, prm.value_len, "7BIT") ||
+                                slice_ieq(prm.value, prm.value_len, "8BITMIME")))
+                bad_body = true;
+        } else if (cfg->enable_smtputf8 && slice_ieq(prm.key, prm.key_len, "SMTPUTF8")) {
+            if (prm.value)
+                utf8_value = true;
+            utf8 = true;
+        } else if (slice_ieq(prm.key, prm.key_len, "SIZE")) {
+            /* size-value = 1*20DIGIT */
+            size_t v = 0;
+            bool ok = prm.value && prm.value_len <= 20;
+            for (size_t i = 0; ok && i < prm.value_len; i++) {
+                char c = prm.value[i];
+                if (c < '0' || c > '9')
+                    ok = false;
+                else if (v > (SIZE_MAX - 9) / 10)
+                    too_big = true;
+                else
+                    v = v * 10 + (size_t)(c - '0');
+            }
+            if (!ok)
+                bad_size = true;
+            else if (cfg->data_size_limit && (too_big || v > cfg->data_size_limit))
+                too_big = true;
+            else
+                too_big = false;
+        } else {
+            unknown = true;
+        }
+    }
+    if (r == PARAM_SYNTAX || bad_size) {
+        reply(s, 501, "5.5.4", "Syntax: MAIL FROM: <address> [SP <mail-parameters>]");
+        return false;
+    }
+    if (bad_body) {
+        reply(s, 501, "5.5.4", "Error: BODY can only be one of 7BIT, 8BITMIME");
+        return false;
+    }
+    if (utf8_value) {
+        reply(s, 501, "5.5.4", "Error: SMTPUTF8 takes no arguments");
+        return false;
+    }
+    if (too_big) {
+        reply(s, 552, "5.3.4", "Error: message size exceeds fixed maximum message size");
+        return false;
+    }
+    if (unknown) {
+        reply(s, 555, "5.5.4", "MAIL FROM parameters not recognized or not implemented");
+        return false;
+    }
+    struct txn *t = &s->txn;
+    t->smtputf8 = utf8;
+    if (count > 0) {
+        t->mail_options = calloc(count, sizeof(char *));
+        if (!t->mail_options) {
+            reply_nomem(s);
+            return false;
+        }
+        /* Second pass: keep each parameter as sent, upper-cased (smtpd's
+         * mail_options). */
+        p = end - len;
+        while (cmd_next_param(&p, end, &prm) == PARAM_OK) {
+            size_t n = prm.key_len + (prm.value ? prm.value_len + 1 : 0);
+            char *o = dup_upper(prm.key, n);
+            if (!o) {
+                reply_nomem(s);
+                return false;
+            }
+            t->mail_options[t->n_mail_options++] = o;
+        }
+    }
+    return true;
+}
+
+static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
+{
+    const char *syntax = s->extended ? "Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
+                                     : "Syntax: MAIL FROM: <address>";
+    struct path_arg pa;
+    if (!cmd_parse_path(arg, len, "FROM:", &pa)) {
+        reply(s, 501, "5.1.7", syntax);
+        return;
+    }
+    if (!s->extended && pa.params_len > 0) {
+        reply(s, 501, "5.5.4", syntax);
+        return;
+    }
+    if (s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: nested MAIL command");
+        return;
+    }
+    if (!mail_params(s, pa.params, pa.params_len)) {
+        txn_clear(s);
+        return;
+    }
+    s->txn.reverse_path = dup_slice(pa.addr, pa.addr_len);
+    if (!s->txn.reverse_path) {
+        txn_clear(s);
+        reply_nomem(s);
+        return;
+    }
+    const struct smtpd_handler *h = &s->params->handler;
+    begin_step(s, STEP_MAIL);
+    ask(s, h->on_mail ? h->on_mail(h->arg, s, s->txn.reverse_path,
+                                   (const char *const *)s->txn.mail_options,
+                                   s->txn.n_mail_options)
+                      : SMTPD_DONE);
+}
+
+static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
+{
+    const char *syntax = s->extended ? "Syntax: RCPT TO: <address> [SP <mail-parameters>]"
+                                     : "Syntax: RCPT TO: <address>";
+    struct path_arg pa;
+    if (!cmd_parse_path(arg, len, "TO:", &pa)) {
+        reply(s, 501, "5.1.3", syntax);
+        return;
+    }
+    if (pa.null_path) {
+        /* RFC 5321 4.1.1.3: a forward-path is never null. */
+        reply(s, 501, "5.1.3", "Error: null forward-path");
+        return;
+    }
+    if (!s->extended && pa.params_len > 0) {
+        reply(s, 501, "5.5.4", syntax);
+        return;
+    }
+    const char *p = pa.params;
+    struct esmtp_param prm;
+    enum param_result r = cmd_next_param(&p, pa.params + pa.params_len, &prm);
+    if (r == PARAM_OK) {
+        while ((r = cmd_next_param(&p, pa.params + pa.params_len, &prm)) == PARAM_OK)
+            ;
+    }
+    if (r == PARAM_SYNTAX) {
+        reply(s, 501, "5.5.4", syntax);
+        return;
+    }
+    if (pa.params_len > 0) {
+        reply(s, 555, "5.5.4", "RCPT TO parameters not recognized or not implemented");
+        return;
+    }
+    if (s->txn.n_forward_paths >= s->params->cfg.max_recipients) {
+        reply(s, 452, "4.5.3", "Error: too many recipients");
+        return;
+    }
+    s->candidate = dup_slice(pa.addr, pa.addr_len);
+    if (!s->candidate) {
+        reply_nomem(s);
+        return;
+    }
+    const struct smtpd_handler *h = &s->params->handler;
+    begin_step(s, STEP_RCPT);
+    ask(s, h->on_rcpt ? h->on_rcpt(h->arg, s, s->candidate, NULL, 0) : SMTPD_DONE);
+}
+
+static bool add_forward_path(struct txn *t, char *fp)
+{
+    if (t->n_forward_paths == t->cap_forward_paths) {
+        size_t cap = t->cap_forward_paths ? t->cap_forward_paths * 2 : 4;
+        char **v = realloc(t->forward_paths, cap * sizeof(char *));
+        if (!v)
+            return false;
+        t->forward_paths = v;
+        t->cap_forward_paths = cap;
+    }
+    t->forward_paths[t->n_forward_paths++] = fp;
+    return true;
+}
+
+static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    if (len > 0) {
+        reply(s, 501, "5.5.4", "Syntax: DATA");
+        return;
+    }
+    data_engine_init(&s->txn.de, s->params->cfg.data_size_limit);
+    s->state = ST_DATA;
+    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_rset(struct smtpd_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    if (len > 0) {
+        reply(s, 501, "5.5.4", "Syntax: RSET");
+        return;
+    }
+    txn_clear(s);
+    reply(s, 250, "2.0.0", "OK");
+}
+
+static void cmd_noop(struct smtpd_session *s, const char *arg, size_t len)
+{
+    /* RFC 5321 4.1.1.9: any argument is ignored. */
+    (void)arg;
+    (void)len;
+    reply(s, 250, "2.0.0", "OK");
+}
+
+static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    reply(s, 221, "2.0.0", "Bye");
+    close_session(s);
+}
+
+static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len)
+{
+    if (len == 0) {
+        reply(s, 501, "5.5.4", "Syntax: VRFY <address>");
+        return;
+    }
+    /* As smtpd: a parsable address gets 252 (RFC 5321 3.5.3), else 502. */
+    const char *a = arg;
+    size_t n = len;
+    if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+        a++;
+        n -= 2;
+    }
+    if (cmd_valid_mailbox(a, n))
+        reply(s, 252, "2.5.2",
+              "Cannot VRFY user, but will accept message and attempt delivery");
+    else
+        reply(s, 502, "5.5.2", "Could not VRFY that address");
+}
+
+static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    (void)len;
+    reply(s, 502, "5.5.1", "EXPN not implemented");
+}
+
+static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
+{
+    if (len == 0) {
+        reply(s, 250, "2.0.0", SUPPORTED);
+        return;
+    }
+    enum cmd_verb v = cmd_lookup(arg, len);
+    const char *syntax = commands[v].syntax;
+    if (v == CMD_UNKNOWN || !syntax) {
+        reply(s, 501, "5.5.4", SUPPORTED);
+        return;
+    }
+    char t[128];
+    bool params = s->extended && (v == CMD_MAIL || v == CMD_RCPT);
+    snprintf(t, sizeof(t), "Syntax: %s%s", syntax, params ? " [SP <mail-parameters>]" : "");
+    reply(s, 250, "2.0.0", t);
+}
+
+/* ---- step completion ---- */
+
+static void log_transaction(struct smtpd_session *s, size_t size, int code)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    if (!cfg->log || cfg->log_level < SMTPD_LOG_INFO)
+        return;
+    char from[300], to[600];
+    smtpd_escape(from, sizeof(from), s->txn.reverse_path, strlen(s->txn.reverse_path));
+    size_t o = 0;
+    for (size_t i = 0; i < s->txn.n_forward_paths && o + 4 < sizeof(to); i++) {
+        const char *fp = s->txn.forward_paths[i];
+        o += smtpd_escape(to + o, sizeof(to) - o, i ? "," : "", i ? 1 : 0);
+        o += smtpd_escape(to + o, sizeof(to) - o, fp, strlen(fp));
+    }
+    to[o] = '\0';
+    smtpd_session_log(s, SMTPD_LOG_INFO, "message from=<%s> to=<%s> size=%zu reply=%d", from, to,
+                      size, code);
+}
+
+static void finish_step(struct smtpd_session *s)
+{
+    enum pending_step step = s->step;
+    bool answered = s->answered;
+    int code = answered ? s->answer_code : 250;
+    s->step = STEP_NONE;
+    s->answered = false;
+    if (answered)
+        send_raw(s, s->answer, s->answer_len);
+
+    switch (step) {
+    case STEP_CONNECT:
+        if (!answered)
+            greet(s);
+        else if (code >= 400)
+            close_session(s);
+        break;
+    case STEP_MAIL:
+        if (!answered)
+            reply(s, 250, "2.1.0", "OK");
+        else if (code >= 300)
+            txn_clear(s);
+        break;
+    case STEP_RCPT:
+        if (code < 300) {
+            if (!add_forward_path(&s->txn, s->candidate)) {
+                free(s->candidate);
+                s->candidate = NULL;
+                reply_nomem(s);
+                break;
+            }
+            s->candidate = NULL;
+            if (!answered)
+                reply(s, 250, "2.1.5", "OK");
+        }
+        free(s->candidate);
+        s->candidate = NULL;
+        break;
+    case STEP_DATA:
+        if (!answered)
+            reply(s, 250, "2.0.0", "OK");
+        log_transaction(s, s->txn.data.len, code);
+        s->n_messages++;
+        txn_clear(s);
+        break;
+    case STEP_NONE:
+        break;
+    }
+    if (s->draining && s->state != ST_CLOSED && idle(s))
+        shutdown_now(s);
+}
+
+/* The final dot: check the data, then hand it to the handler. */
+static void end_of_data(struct smtpd_session *s)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    struct txn *t = &s->txn;
+    s->state = ST_COMMAND;
+    if (data_too_much(&t->de)) {
+        log_transaction(s, data_size(&t->de), 552);
+        reply(s, 552, "5.3.4", "Error: Too much mail data");
+        txn_clear(s);
+        return;
+    }
+    if (cfg->decode_data && !utf8_valid(t->data.p, t->data.len)) {
+        log_transaction(s, t->data.len, 554);
+        reply(s, 554, "5.6.0", "Error: message data is not valid UTF-8");
+        txn_clear(s);
+        return;
+    }
+    struct smtpd_message m = {
+        .peer_addr = s->peer_addr,
+        .peer_port = s->peer_port,
+        .helo = s->helo,
+        .reverse_path = t->reverse_path,
+        .forward_paths = (const char *const *)t->forward_paths,
+        .n_forward_paths = t->n_forward_paths,
+        .mail_options = (const char *const *)t->mail_options,
+        .n_mail_options = t->n_mail_options,
+        .rcpt_options = NULL,
+        .n_rcpt_options = 0,
+        .smtputf8 = t->smtputf8,
+        .esmtp = s->extended,
+        .data = t->data.p ? t->data.p : "",
+        .data_len = t->data.len,
+    };
+    const struct smtpd_handler *h = &s->params->handler;
+    begin_step(s, STEP_DATA);
+    ask(s, h->on_message(h->arg, s, &m));
+}
+
+static void command_line(struct smtpd_session *s, const char *line, size_t len)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    log_wire(s, "<", line, len);
+    if (len == 0) {
+        reply(s, 500, "5.5.2", "Error: bad syntax");
+        return;
+    }
+    if (!utf8_valid(line, len)) {
+        reply(s, 500, "5.5.2", "Error: command line is not valid UTF-8");
+        return;
+    }
+    const char *arg;
+    size_t arg_len;
+    enum cmd_verb v = cmd_split(line, len, &arg, &arg_len);
+    size_t limit = COMMAND_LINE_LIMIT;
+    if (v == CMD_MAIL && s->extended)
+        limit += (cfg->data_size_limit ? SIZE_PARAM_EXTRA : 0) +
+                 (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
+    if (len > limit) {
+        reply(s, 500, "5.5.2", "Error: line too long");
+        return;
+    }
+    if (v == CMD_UNKNOWN) {
+        reply(s, 500, "5.5.1", "Error: command not recognized");
+        return;
+    }
+    const struct command *c = &commands[v];
+    if ((c->need & NEED_GREETING) && !s->helo) {
+        reply(s, 503, "5.5.1", "Error: send HELO first");
+        return;
+    }
+    if ((c->need & NEED_MAIL) && !s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if ((c->need & NEED_RCPT) && s->txn.n_forward_paths == 0) {
+        reply(s, 503, "5.5.1", "Error: need RCPT command");
+        return;
+    }
+    c->fn(s, arg, arg_len);
+}
+
+static size_t line_limit(const struct smtpd_session *s)
+{
+    const struct smtpd_config *cfg = &s->params->cfg;
+    return COMMAND_LINE_LIMIT + SIZE_PARAM_EXTRA + (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
+}
+
+static void shutdown_now(struct smtpd_session *s)
+{
+    reply(s, 421, "4.3.2", "Service shutting down, try again later");
+    close_session(s);
+}
+
+static bool idle(const struct smtpd_session *s)
+{
+    return s->state == ST_COMMAND && s->step == STEP_NONE && !s->txn.reverse_path &&
+           !line_reader_pending(&s->lr);
+}
+
+size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
+{
+    size_t off = 0;
+    s->in_feed = true;
+    while (off < len && s->state != ST_CLOSED && s->step == STEP_NONE) {
+        size_t used = 0;
+        if (s->state == ST_DATA) {
+            enum data_result r = data_feed(&s->txn.de, &s->txn.data, buf + off, len - off, &used);
+            off += used;
+            if (r == DATA_NOMEM) {
+                s->state = ST_COMMAND;
+                reply_nomem(s);
+                txn_clear(s);
+                close_session(s);
+            } else if (r == DATA_END) {
+                end_of_data(s);
+            }
+            continue;
+        }
+        const char *line;
+        size_t n;
+        enum line_result r = line_next(&s->lr, line_limit(s), buf + off, len - off, &used, &line,
+                                       &n);
+        off += used;
+        if (r == LINE_OK)
+            command_line(s, line, n);
+        else if (r == LINE_TOO_LONG)
+            reply(s, 500, "5.5.2", "Error: line too long");
+        if (s->draining && idle(s))
+            shutdown_now(s);
+    }
+    s->in_feed = false;
+    return off;
+}
+
+/* ---- life cycle ---- */
+
+struct smtpd_session *channel_new(const struct chan_params *params,
+                                  const struct chan_transport *tr, void *io,
+                                  const char *peer_addr, uint16_t peer_port, unsigned long id)
+{
+    struct smtpd_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->params = params;
+    s->tr = tr;
+    s->io = io;
+    s->id = id;
+    snprintf(s->peer_addr, sizeof(s->peer_addr), "%s", peer_addr);
+    s->peer_port = peer_port;
+    s->state = ST_COMMAND;
+    line_reader_init(&s->lr);
+    return s;
+}
+
+enum chan_phase channel_phase(const struct smtpd_session *s)
+{
+    if (s->state == ST_CLOSED)
+        return PHASE_CLOSED;
+    if (s->step != STEP_NONE)
+        return PHASE_WAIT;
+    return s->state == ST_DATA ? PHASE_DATA : PHASE_COMMAND;
+}
+
+void channel_timeout(struct smtpd_session *s)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    smtpd_session_log(s, SMTPD_LOG_INFO, "timeout from %s", s->peer_addr);
+    reply(s, 421, "4.4.2", "Error: timeout exceeded");
+    close_session(s);
+}
+
+void channel_shutdown(struct smtpd_session *s, bool now)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    s->draining = true;
+    if (now || idle(s))
+        shutdown_now(s);
+}
+
+void channel_lost(struct smtpd_session *s, const char *why)
+{
+    if (s->state != ST_CLOSED)
+        smtpd_session_log(s, SMTPD_LOG_INFO, "lost connection from %s (%s)", s->peer_addr, why);
+    s->state = ST_CLOSED;
+}
+
+void channel_free(struct smtpd_session *s)
+{
+    if (!s)
+        return;
+    const struct smtpd_handler *h = &s->params->handler;
+    smtpd_session_log(s, SMTPD_LOG_INFO, "disconnect from %s messages=%lu", s->peer_addr,
+                      s->n_messages);
+    s->step = STEP_NONE;
+    /* The handler hears of the end first, while the session is still whole. */
+    if (h->on_close)
+        h->on_close(h->arg, s);
+    free(s->txn.reverse_path);
+    free_strv(s->txn.mail_options, s->txn.n_mail_options);
+    free_strv(s->txn.forward_paths, s->txn.n_forward_paths);
+    free(s->txn.data.p);
+    free(s->candidate);
+    free(s->helo);
+    free(s);
+}
+
+/* ---- accessors (smtpd.h) ---- */
+
+void smtpd_session_set_data(struct smtpd_session *s, void *data)
+{
+    s->user_data = data;
+}
+
+void *smtpd_session_data(const struct smtpd_session *s)
+{
+    return s->user_data;
+}
+
+const char *smtpd_session_peer_addr(const struct smtpd_session *s)
+{
+    return s->peer_addr;
+}
+
+uint16_t smtpd_session_peer_port(const struct smtpd_session *s)
+{
+    return s->peer_port;
+}
+
+const char *smtpd_session_helo(const struct smtpd_session *s)
+{
+    return s->helo;
+}
+
+bool smtpd_session_esmtp(const struct smtpd_session *s)
+{
+    return s->extended;
+}

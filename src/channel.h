@@ -1,0 +1,71 @@
+/*
+ * The per-client SMTP state machine (smtpd's SMTPChannel). It never sees a
+ * socket: bytes come in through channel_feed(), replies go out through a
+ * small transport interface, so whole dialogues run in unit tests and
+ * fuzzers. libevent lives in connection.c and server.c only.
+ */
+#ifndef SMTPD_CHANNEL_H
+#define SMTPD_CHANNEL_H
+
+#include "smtpd.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** What the channel needs from the connection below it. */
+struct chan_transport {
+    /** Queue @p len bytes for the client (one whole reply). */
+    void (*write)(void *io, const char *buf, size_t len);
+    /** Close once the queued replies are sent. The channel is then inert;
+     *  the transport frees it later with channel_free(), never from inside
+     *  a channel call. */
+    void (*close)(void *io);
+    /** A pending handler answer arrived outside channel_feed(): call
+     *  channel_feed() again soon with the buffered input (not from inside
+     *  this call). */
+    void (*resume)(void *io);
+};
+
+/** Settings shared by all channels of a server; immutable while they run. */
+struct chan_params {
+    struct smtpd_config cfg; /* hostname is set */
+    struct smtpd_handler handler;
+};
+
+/** Which timeout applies now. */
+enum chan_phase {
+    PHASE_COMMAND, /* waiting for a command line: command_timeout */
+    PHASE_DATA,    /* receiving data: data_timeout */
+    PHASE_WAIT,    /* waiting for a handler: no client timeout */
+    PHASE_CLOSED,  /* closing: read nothing more */
+};
+
+/** Create a channel for a client. @p peer_addr is copied. NULL: no memory. */
+struct smtpd_session *channel_new(const struct chan_params *params,
+                                  const struct chan_transport *tr, void *io,
+                                  const char *peer_addr, uint16_t peer_port, unsigned long id);
+
+/** Run on_connect and send the greeting (or the refusal). */
+void channel_start(struct smtpd_session *s);
+
+/** Feed client bytes. @return how many were taken; the rest must be fed
+ *  again after transport->resume (a handler is pending) or never (closed). */
+size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len);
+
+enum chan_phase channel_phase(const struct smtpd_session *s);
+
+/** The client was silent too long: 421 4.4.2 and close. */
+void channel_timeout(struct smtpd_session *s);
+
+/** Server shutdown: 421 4.3.2 now if idle, else once the transaction in
+ *  progress ends. @p now: close at once with 421 whatever the state. */
+void channel_shutdown(struct smtpd_session *s, bool now);
+
+/** The client went away (EOF or error): log it; then free with channel_free. */
+void channel_lost(struct smtpd_session *s, const char *why);
+
+/** Free the channel; tells the handler (on_close), cancelling a pending
+ *  answer. */
+void channel_free(struct smtpd_session *s);
+
+#endif

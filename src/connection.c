@@ -1,0 +1,214 @@
+/* libevent glue for one client; see connection.h. */
+#include "connection.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+/* A client that pipelines without reading its replies stops being read once
+ * this many reply bytes wait, until they are all sent. */
+#define OUTPUT_HIGH (64 * 1024)
+/* Input held while a handler is pending, before reading stops. */
+#define INPUT_HIGH (256 * 1024)
+
+struct conn {
+    struct smtpd_server *srv;
+    const struct chan_params *params;
+    struct bufferevent *bev;
+    struct smtpd_session *chan;
+    struct conn *prev, *next;
+    struct conn **head;
+    bool closing;       /* the channel closed: free once output is sent */
+    bool output_paused; /* reading stopped for output back-pressure */
+    enum chan_phase phase;
+};
+
+static void tr_write(void *io, const char *buf, size_t len)
+{
+    struct conn *c = io;
+    bufferevent_write(c->bev, buf, len);
+}
+
+static void tr_close(void *io)
+{
+    struct conn *c = io;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    /* Free from the write callback, once the last reply is out. */
+    bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void tr_resume(void *io)
+{
+    struct conn *c = io;
+    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static const struct chan_transport transport = {tr_write, tr_close, tr_resume};
+
+static struct timeval *secs(struct timeval *tv, unsigned s)
+{
+    if (s == 0)
+        return NULL;
+    tv->tv_sec = s;
+    tv->tv_usec = 0;
+    return tv;
+}
+
+/* Set the read timeout of the channel's phase (RFC 5321 4.5.3.2). */
+static void update_timeouts(struct conn *c, const struct smtpd_config *cfg)
+{
+    enum chan_phase phase = channel_phase(c->chan);
+    if (phase == c->phase)
+        return;
+    c->phase = phase;
+    struct timeval rtv, wtv;
+    unsigned r = phase == PHASE_COMMAND ? cfg->command_timeout
+                 : phase == PHASE_DATA  ? cfg->data_timeout
+                                        : 0;
+    bufferevent_set_timeouts(c->bev, secs(&rtv, r), secs(&wtv, cfg->command_timeout));
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (!c->closing) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+            break;
+        size_t used = channel_feed(c->chan, v.iov_base, v.iov_len);
+        evbuffer_drain(in, used);
+        if (used < v.iov_len)
+            break;
+    }
+    if (c->closing)
+        return;
+    update_timeouts(c, &c->params->cfg);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_HIGH) {
+        c->output_paused = true;
+        bufferevent_disable(bev, EV_READ);
+    }
+}
+
+static void conn_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->closing) {
+        if (pending == 0)
+            conn_free(c);
+        return;
+    }
+    if (c->output_paused && pending == 0) {
+        c->output_paused = false;
+        bufferevent_enable(bev, EV_READ);
+        tr_resume(c);
+    }
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
+        channel_timeout(c->chan);
+        return;
+    }
+    channel_lost(c->chan, (what & BEV_EVENT_EOF)       ? "eof"
+                          : (what & BEV_EVENT_TIMEOUT) ? "write timeout"
+                                                       : "error");
+    conn_free(c);
+}
+
+struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
+                      const struct chan_params *params, evutil_socket_t fd,
+                      const struct sockaddr *sa, unsigned long id)
+{
+    char addr[64] = "?";
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+        port = ntohs(in6->sin6_port);
+    }
+    /* Replies are whole and small: send each at once (no Nagle delay). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->srv = srv;
+    c->params = params;
+    c->phase = PHASE_CLOSED; /* forces the first update_timeouts() */
+    c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return NULL;
+    }
+    c->chan = channel_new(params, &transport, c, addr, port, id);
+    if (!c->chan) {
+        bufferevent_free(c->bev);
+        free(c);
+        return NULL;
+    }
+    bufferevent_setcb(c->bev, conn_read, conn_write, conn_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    channel_start(c->chan);
+    if (!c->closing)
+        update_timeouts(c, &params->cfg);
+    return c;
+}
+
+void conn_shutdown(struct conn *c, bool now)
+{
+    if (!c->closing)
+        channel_shutdown(c->chan, now);
+}
+
+void conn_link(struct conn *c, struct conn **head)
+{
+    c->head = head;
+    c->next = *head;
+    c->prev = NULL;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+struct conn *conn_next(const struct conn *c)
+{
+    return c->next;
+}
+
+void conn_free(struct conn *c)
+{
+    if (c->head) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            *c->head = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
+    channel_free(c->chan);
+    bufferevent_free(c->bev);
+    struct smtpd_server *srv = c->srv;
+    free(c);
+    server_conn_closed(srv);
+}

@@ -1,0 +1,37 @@
+/*
+ * libevent glue for one client: bufferevent bytes into the channel, replies
+ * out, per-phase timeouts, output back-pressure and a deferred free (a
+ * connection is never freed from inside a channel call).
+ */
+#ifndef SMTPD_CONNECTION_H
+#define SMTPD_CONNECTION_H
+
+#include "channel.h"
+
+#include <event2/util.h>
+
+struct smtpd_server;
+struct sockaddr;
+
+struct conn;
+
+/** Take over accepted socket @p fd and start the dialogue. NULL: no memory
+ *  (fd closed). */
+struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
+                      const struct chan_params *params, evutil_socket_t fd,
+                      const struct sockaddr *sa, unsigned long id);
+
+/** Server shutdown: see channel_shutdown(). */
+void conn_shutdown(struct conn *c, bool now);
+
+/** Free at once (server teardown). */
+void conn_free(struct conn *c);
+
+/** List links, owned by the server. */
+struct conn *conn_next(const struct conn *c);
+void conn_link(struct conn *c, struct conn **head);
+
+/** Called by the connection when it is freed; implemented in server.c. */
+void server_conn_closed(struct smtpd_server *srv);
+
+#endif

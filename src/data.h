@@ -1,0 +1,59 @@
+/*
+ * The DATA engine (RFC 5321 4.1.1.4, 4.5.2): takes the bytes that follow the
+ * 354 reply, removes dot-stuffing, finds the end of data and counts the
+ * message size. Only <CRLF>.<CRLF> ends the data (the CRLF that ends the
+ * DATA command line counts as the first one), so a bare LF or CR can never
+ * end a message (no SMTP smuggling). Line ends are kept as sent.
+ *
+ * The size counted is that of smtpd: the octets between the DATA line and
+ * the final <CRLF>.<CRLF>, stuffing dots included. Once it passes the limit
+ * the engine stops storing and only looks for the end, so the 552 reply comes
+ * after the final dot. Pure: the caller owns the output buffer.
+ */
+#ifndef SMTPD_DATA_H
+#define SMTPD_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum data_state {
+    DATA_LINE_START, /* at the start of a line */
+    DATA_DOT,        /* a '.' at the start of a line */
+    DATA_DOT_CR,     /* ".\r" at the start of a line */
+    DATA_MID,        /* inside a line */
+};
+
+struct data_engine {
+    enum data_state state;
+    bool prev_cr;      /* last byte taken inside a line was CR */
+    size_t raw;        /* wire octets taken before the end line */
+    size_t limit;      /* size limit in octets, 0 = none */
+    bool too_much;     /* over the limit: nothing more is stored */
+};
+
+enum data_result {
+    DATA_NEED_MORE, /* all input taken, end not yet seen */
+    DATA_END,       /* end of data seen; *consumed stops after it */
+    DATA_NOMEM,     /* the output buffer could not grow */
+};
+
+/** Output: a growable buffer the engine appends unstuffed data to. */
+struct data_buf {
+    char *p;
+    size_t len, cap;
+};
+
+void data_engine_init(struct data_engine *de, size_t limit);
+
+/** Feed @p in; unstuffed bytes are appended to @p out (which grows with
+ *  realloc). *consumed: bytes of @p in taken. */
+enum data_result data_feed(struct data_engine *de, struct data_buf *out, const char *in,
+                           size_t in_len, size_t *consumed);
+
+/** The message size after DATA_END, as smtpd counts it (see above). */
+size_t data_size(const struct data_engine *de);
+
+/** Whether the message went over the limit (552 after the final dot). */
+bool data_too_much(const struct data_engine *de);
+
+#endif

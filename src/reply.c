@@ -1,0 +1,113 @@
+/* Reply formatting and log escaping; see reply.h and smtpd.h. */
+#include "reply.h"
+#include "smtpd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+size_t reply_format(char *buf, int code, bool more, const char *enh, const char *text)
+{
+    /* Room for the CRLF is kept out of the text. */
+    const size_t room = REPLY_LINE_MAX - 2;
+    int n = snprintf(buf, room + 1, "%03d%c%s%s", code, more ? '-' : ' ', enh ? enh : "",
+                     enh ? " " : "");
+    size_t len = n < 0 ? 0 : (size_t)n;
+    for (const char *t = text ? text : ""; *t && len < room; t++)
+        buf[len++] = ((unsigned char)*t < 0x20 || *t == 0x7f) ? ' ' : *t;
+    buf[len++] = '\r';
+    buf[len++] = '\n';
+    return len;
+}
+
+size_t utf8_seq_len(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned min;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, cp = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, cp = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_seq_len(p + i, len - i);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0;
+    if (outsz == 0)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        char tmp[8];
+        size_t tn;
+        size_t seq = p[i] >= 0x80 ? utf8_seq_len(p + i, len - i) : 0;
+        if (seq > 0) {
+            memcpy(tmp, p + i, seq);
+            tn = seq;
+        } else if (p[i] == '\\') {
+            memcpy(tmp, "\\\\", 2);
+            tn = 2;
+            seq = 1;
+        } else if (p[i] >= 0x20 && p[i] < 0x7f) {
+            tmp[0] = (char)p[i];
+            tn = 1;
+            seq = 1;
+        } else {
+            tmp[0] = '\\';
+            tmp[1] = 'x';
+            tmp[2] = hex[p[i] >> 4];
+            tmp[3] = hex[p[i] & 0xf];
+            tn = 4;
+            seq = 1;
+        }
+        if (o + tn + 1 > outsz) {
+            /* Cut: end in "..." when there is room for it. */
+            if (outsz >= 4) {
+                o = o + 4 > outsz ? outsz - 4 : o;
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(out + o, tmp, tn);
+        o += tn;
+        i += seq;
+    }
+    out[o] = '\0';
+    return o;
+}

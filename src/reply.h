@@ -1,0 +1,29 @@
+/*
+ * SMTP reply formatting (RFC 5321 4.2, enhanced status codes RFC 2034/3463)
+ * and escaping of peer text for logs. Pure.
+ */
+#ifndef SMTPD_REPLY_H
+#define SMTPD_REPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** Longest reply line we build, CRLF included (RFC 5321 4.5.3.1.5: 512). */
+#define REPLY_LINE_MAX 512
+
+/**
+ * Format one reply line "CODE[-| ][ENH ]TEXT\r\n" into @p buf (at least
+ * REPLY_LINE_MAX bytes). @p more: a '-' continuation line. @p enh may be NULL.
+ * Control characters in @p text become spaces; text that does not fit is cut.
+ * @return the length written (no NUL is added).
+ */
+size_t reply_format(char *buf, int code, bool more, const char *enh, const char *text);
+
+/** Whether @p s (of @p len bytes) is valid UTF-8 (RFC 3629: no overlongs,
+ *  no surrogates, nothing above U+10FFFF). */
+bool utf8_valid(const char *s, size_t len);
+
+/** Length of the valid UTF-8 sequence at @p s (at most @p len bytes), or 0. */
+size_t utf8_seq_len(const unsigned char *s, size_t len);
+
+#endif

@@ -1,0 +1,414 @@
+/*
+ * The listening server (smtpd's SMTPServer): listeners on every address a
+ * name resolves to, the connection cap, accept back-pressure on EMFILE and
+ * graceful shutdown.
+ */
+#include "connection.h"
+#include "smtpd.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* After EMFILE/ENFILE, accepting resumes when a client leaves or after this. */
+#define ACCEPT_RETRY_SECONDS 1
+
+struct smtpd_server {
+    struct event_base *base;
+    struct chan_params params;
+    char *hostname;
+    struct evconnlistener **listeners;
+    size_t n_listeners;
+    struct conn *conns;
+    size_t n_conns;
+    unsigned long next_id;
+    bool shutting_down;
+    bool accept_paused;
+    struct event *grace_ev;
+    struct event *retry_ev;
+};
+
+const char *smtpd_strerror(enum smtpd_err err)
+{
+    switch (err) {
+    case SMTPD_OK:
+        return "success";
+    case SMTPD_ERR_NOMEM:
+        return "out of memory";
+    case SMTPD_ERR_CONFIG:
+        return "invalid configuration";
+    case SMTPD_ERR_ADDRESS:
+        return "invalid address (expected host:port)";
+    case SMTPD_ERR_RESOLVE:
+        return "host name does not resolve";
+    case SMTPD_ERR_BIND:
+        return "cannot listen on address";
+    case SMTPD_ERR_STATE:
+        return "not allowed in this state";
+    }
+    return "unknown error";
+}
+
+void smtpd_config_init(struct smtpd_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->data_size_limit = 33554432;
+    cfg->command_timeout = 300;
+    cfg->data_timeout = 300;
+    cfg->max_connections = 1000;
+    cfg->max_recipients = 1000;
+    cfg->log_level = SMTPD_LOG_INFO;
+}
+
+static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level,
+                       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level,
+                       const char *fmt, ...)
+{
+    const struct smtpd_config *cfg = &srv->params.cfg;
+    if (!cfg->log || level > cfg->log_level)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    cfg->log(cfg->log_arg, level, line);
+}
+
+/* The machine's FQDN, as socket.getfqdn() gives it; looked up once. */
+static char *lookup_fqdn(void)
+{
+    char name[256];
+    if (gethostname(name, sizeof(name) - 1) != 0)
+        return strdup("localhost");
+    name[sizeof(name) - 1] = '\0';
+    struct addrinfo hints = {.ai_flags = AI_CANONNAME, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(name, NULL, &hints, &res) == 0 && res && res->ai_canonname) {
+        char *fqdn = strdup(res->ai_canonname);
+        freeaddrinfo(res);
+        return fqdn;
+    }
+    if (res)
+        freeaddrinfo(res);
+    return strdup(name);
+}
+
+struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
+                                      const struct smtpd_handler *handler, enum smtpd_err *err)
+{
+    enum smtpd_err dummy;
+    if (!err)
+        err = &dummy;
+    if (!base || !cfg || !handler || !handler->on_message ||
+        (cfg->decode_data && cfg->enable_smtputf8)) {
+        *err = SMTPD_ERR_CONFIG;
+        return NULL;
+    }
+    struct smtpd_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        *err = SMTPD_ERR_NOMEM;
+        return NULL;
+    }
+    srv->base = base;
+    srv->params.cfg = *cfg;
+    srv->params.handler = *handler;
+    srv->hostname = cfg->hostname ? strdup(cfg->hostname) : lookup_fqdn();
+    if (!srv->hostname) {
+        free(srv);
+        *err = SMTPD_ERR_NOMEM;
+        return NULL;
+    }
+    srv->params.cfg.hostname = srv->hostname;
+    *err = SMTPD_OK;
+    return srv;
+}
+
+static void pause_accept(struct smtpd_server *srv, bool pause)
+{
+    if (srv->accept_paused == pause)
+        return;
+    srv->accept_paused = pause;
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        if (pause)
+            evconnlistener_disable(srv->listeners[i]);
+        else
+            evconnlistener_enable(srv->listeners[i]);
+    }
+}
+
+static void retry_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pause_accept(arg, false);
+}
+
+/* Accept failed: out of descriptors means wait for one to free, not spin. */
+static void accept_error(struct evconnlistener *l, void *arg)
+{
+    struct smtpd_server *srv = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    (void)l;
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
+        return;
+    server_log(srv, SMTPD_LOG_WARNING, "accept: %s; pausing", strerror(e));
+    pause_accept(srv, true);
+    if (!srv->retry_ev)
+        srv->retry_ev = evtimer_new(srv->base, retry_accept, srv);
+    if (srv->retry_ev) {
+        struct timeval tv = {ACCEPT_RETRY_SECONDS, 0};
+        evtimer_add(srv->retry_ev, &tv);
+    }
+}
+
+static void accept_conn(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                        int socklen, void *arg)
+{
+    struct smtpd_server *srv = arg;
+    (void)l;
+    (void)socklen;
+    unsigned max = srv->params.cfg.max_connections;
+    if (srv->shutting_down || (max && srv->n_conns >= max)) {
+        /* RFC 5321 3.1/4.3.2: refuse with 421 rather than leave it hanging. */
+        static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
+        ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+        evutil_closesocket(fd);
+        server_log(srv, SMTPD_LOG_WARNING, "connection refused: %zu clients (limit %u)",
+                   srv->n_conns, max);
+        return;
+    }
+    struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, ++srv->next_id);
+    if (!c) {
+        server_log(srv, SMTPD_LOG_ERROR, "out of memory for a new client");
+        return;
+    }
+    conn_link(c, &srv->conns);
+    srv->n_conns++;
+}
+
+void server_conn_closed(struct smtpd_server *srv)
+{
+    srv->n_conns--;
+    if (srv->accept_paused && !srv->shutting_down)
+        pause_accept(srv, false);
+    if (srv->shutting_down && srv->n_conns == 0 && srv->grace_ev)
+        event_del(srv->grace_ev);
+}
+
+/* Split "host:port", "[v6]:port" or ":port" into host (NULL for any) and
+ * port. */
+static bool split_hostport(const char *hp, char *host, size_t hostsz, char *port, size_t portsz)
+{
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon[1] == '\0')
+        return false;
+    size_t hlen = (size_t)(colon - hp);
+    const char *h = hp;
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    } else if (memchr(hp, ':', hlen)) {
+        return false; /* a bare IPv6 address needs brackets */
+    }
+    if (hlen >= hostsz || strlen(colon + 1) >= portsz)
+        return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    if (atol(colon + 1) > 65535)
+        return false;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    strcpy(port, colon + 1);
+    return true;
+}
+
+static int listen_socket(const struct addrinfo *ai)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* "::" must not take the IPv4 port too: "0.0.0.0" is bound separately. */
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport)
+{
+    char host[256], port[8];
+    if (!hostport || !split_hostport(hostport, host, sizeof(host), port, sizeof(port)))
+        return SMTPD_ERR_ADDRESS;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0 || !res)
+        return SMTPD_ERR_RESOLVE;
+    enum smtpd_err err = SMTPD_OK;
+    /* With port 0, every address of the name gets the port of the first. */
+    char chosen[8] = "";
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        if (chosen[0]) {
+            struct sockaddr_in *in = (struct sockaddr_in *)ai->ai_addr;
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ai->ai_addr;
+            uint16_t p = htons((uint16_t)atoi(chosen));
+            if (ai->ai_family == AF_INET)
+                in->sin_port = p;
+            else
+                in6->sin6_port = p;
+        }
+        int fd = listen_socket(ai);
+        if (fd < 0) {
+            err = SMTPD_ERR_BIND;
+            break;
+        }
+        struct evconnlistener **v =
+            realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*srv->listeners));
+        struct evconnlistener *l =
+            v ? evconnlistener_new(srv->base, accept_conn, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd)
+              : NULL;
+        if (v)
+            srv->listeners = v;
+        if (!l) {
+            close(fd);
+            err = SMTPD_ERR_NOMEM;
+            break;
+        }
+        evconnlistener_set_error_cb(l, accept_error);
+        srv->listeners[srv->n_listeners++] = l;
+        if (strcmp(port, "0") == 0 && !chosen[0]) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+                snprintf(chosen, sizeof(chosen), "%u",
+                         ntohs(ss.ss_family == AF_INET
+                                   ? ((struct sockaddr_in *)&ss)->sin_port
+                                   : ((struct sockaddr_in6 *)&ss)->sin6_port));
+        }
+    }
+    int e = errno;
+    freeaddrinfo(res);
+    errno = e;
+    if (err == SMTPD_OK && srv->n_listeners == 0)
+        err = SMTPD_ERR_RESOLVE;
+    if (err == SMTPD_OK)
+        server_log(srv, SMTPD_LOG_INFO, "listening on %s", hostport);
+    return err;
+}
+
+size_t smtpd_server_listener_count(const struct smtpd_server *srv)
+{
+    return srv->n_listeners;
+}
+
+enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
+                                    size_t bufsz)
+{
+    if (i >= srv->n_listeners)
+        return SMTPD_ERR_STATE;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(evconnlistener_get_fd(srv->listeners[i]), (struct sockaddr *)&ss, &sl) != 0)
+        return SMTPD_ERR_BIND;
+    char addr[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+        snprintf(buf, bufsz, "[%s]:%u", addr, ntohs(in6->sin6_port));
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+        snprintf(buf, bufsz, "%s:%u", addr, ntohs(in->sin_port));
+    }
+    return SMTPD_OK;
+}
+
+struct event_base *smtpd_server_base(const struct smtpd_server *srv)
+{
+    return srv->base;
+}
+
+size_t smtpd_server_session_count(const struct smtpd_server *srv)
+{
+    return srv->n_conns;
+}
+
+static void close_listeners(struct smtpd_server *srv)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        evconnlistener_free(srv->listeners[i]);
+    free(srv->listeners);
+    srv->listeners = NULL;
+    srv->n_listeners = 0;
+}
+
+static void grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd_server *srv = arg;
+    (void)fd;
+    (void)what;
+    server_log(srv, SMTPD_LOG_INFO, "grace period over: closing %zu clients", srv->n_conns);
+    for (struct conn *c = srv->conns; c; c = conn_next(c))
+        conn_shutdown(c, true);
+}
+
+void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds)
+{
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = true;
+    server_log(srv, SMTPD_LOG_INFO, "shutting down: %zu clients", srv->n_conns);
+    close_listeners(srv);
+    if (srv->retry_ev)
+        event_del(srv->retry_ev);
+    for (struct conn *c = srv->conns; c; c = conn_next(c))
+        conn_shutdown(c, false);
+    if (srv->n_conns > 0) {
+        srv->grace_ev = evtimer_new(srv->base, grace_over, srv);
+        struct timeval tv = {grace_seconds, 0};
+        if (srv->grace_ev)
+            evtimer_add(srv->grace_ev, &tv);
+    }
+}
+
+void smtpd_server_free(struct smtpd_server *srv)
+{
+    if (!srv)
+        return;
+    srv->shutting_down = true;
+    close_listeners(srv);
+    while (srv->conns)
+        conn_free(srv->conns);
+    if (srv->grace_ev)
+        event_free(srv->grace_ev);
+    if (srv->retry_ev)
+        event_free(srv->retry_ev);
+    free(srv->hostname);
+    free(srv);
+}
