@@ -53,9 +53,44 @@ static int usage_error(const char *msg)
     return EX_USAGE;
 }
 
-/* Fill the handler for -c NAME. Returns 0 or a sysexits code. */
-static int pick_class(const struct options *o, struct smtpd_handler *h, void **dl)
+/* What -c NAME made: a handler and what it needs freed at exit. */
+struct class_state {
+    struct smtpd_handler h;
+    void *dl;
+    struct smtpd_proxy *proxy;
+};
+
+static int make_proxy(const struct options *o, struct event_base *base, struct class_state *cs)
 {
+    struct smtpd_proxy_config pc;
+    smtpd_proxy_config_init(&pc);
+    pc.upstream = o->remote;
+    pc.relay_networks = o->relay_networks;
+    pc.hostname = o->hostname;
+    pc.timeout = o->relay_timeout;
+    pc.log = log_stderr;
+    pc.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
+    enum smtpd_err err;
+    cs->proxy = smtpd_proxy_new(base, &pc, &err);
+    if (!cs->proxy) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: %s",
+                 err == SMTPD_ERR_ADDRESS  ? "invalid remotehost:remoteport"
+                 : err == SMTPD_ERR_CONFIG ? "invalid --relay-networks"
+                                           : "cannot start the relay",
+                 err == SMTPD_ERR_CONFIG ? (o->relay_networks ? o->relay_networks : "")
+                                         : o->remote);
+        return err == SMTPD_ERR_NOMEM ? EX_OSERR : usage_error(msg);
+    }
+    smtpd_proxy_handler(&cs->h, cs->proxy);
+    return 0;
+}
+
+/* Fill the handler for -c NAME. Returns 0 or a sysexits code. */
+static int pick_class(const struct options *o, struct event_base *base, struct class_state *cs)
+{
+    struct smtpd_handler *h = &cs->h;
+    void **dl = &cs->dl;
     const char *name = o->class_name;
     bool builtin = strchr(name, '/') == NULL;
     if (builtin && o->n_extra > 0)
@@ -64,6 +99,8 @@ static int pick_class(const struct options *o, struct smtpd_handler *h, void **d
         smtpd_debugging_handler(h, stdout);
         return 0;
     }
+    if (strcmp(name, "PureProxy") == 0)
+        return make_proxy(o, base, cs);
     if (strcmp(name, "Sink") == 0) {
         smtpd_sink_handler(h);
         return 0;
@@ -74,8 +111,8 @@ static int pick_class(const struct options *o, struct smtpd_handler *h, void **d
     if (builtin) {
         char msg[256];
         snprintf(msg, sizeof(msg),
-                 "unknown class '%.100s' (DebuggingServer, Sink, or the path of a .so "
-                 "with %s)",
+                 "unknown class '%.100s' (PureProxy, DebuggingServer, Sink, or the path "
+                 "of a .so with %s)",
                  name, SMTPD_PLUGIN_SYMBOL);
         return usage_error(msg);
     }
@@ -98,7 +135,7 @@ static int pick_class(const struct options *o, struct smtpd_handler *h, void **d
     return 0;
 }
 
-static int serve(const struct options *o, const struct smtpd_handler *h)
+static int serve(const struct options *o)
 {
     struct smtpd_config cfg;
     smtpd_config_init(&cfg);
@@ -117,14 +154,18 @@ static int serve(const struct options *o, const struct smtpd_handler *h)
         fprintf(stderr, "smtpd: cannot create the event loop\n");
         return EX_OSERR;
     }
+    struct class_state cs = {0};
+    struct run r = {0};
     enum smtpd_err err;
-    struct run r = {smtpd_server_new(base, &cfg, h, &err), NULL, NULL};
+    int rc = pick_class(o, base, &cs);
+    if (rc != 0)
+        goto out;
+    r.srv = smtpd_server_new(base, &cfg, &cs.h, &err);
     if (!r.srv) {
         fprintf(stderr, "smtpd: %s\n", smtpd_strerror(err));
-        event_base_free(base);
-        return err == SMTPD_ERR_CONFIG ? EX_USAGE : EX_OSERR;
+        rc = err == SMTPD_ERR_CONFIG ? EX_USAGE : EX_OSERR;
+        goto out;
     }
-    int rc = EX_OK;
     err = smtpd_server_listen(r.srv, o->local);
     if (err != SMTPD_OK) {
         int e = errno;
@@ -165,6 +206,9 @@ out:
     if (r.sigterm)
         event_free(r.sigterm);
     smtpd_server_free(r.srv);
+    smtpd_proxy_free(cs.proxy);
+    if (cs.dl)
+        dlclose(cs.dl);
     event_base_free(base);
     return rc;
 }
@@ -185,12 +229,5 @@ int main(int argc, char **argv)
     }
     /* Writes to a client that has gone must not kill the server. */
     signal(SIGPIPE, SIG_IGN);
-    struct smtpd_handler h;
-    void *dl = NULL;
-    int rc = pick_class(&o, &h, &dl);
-    if (rc == 0)
-        rc = serve(&o, &h);
-    if (dl)
-        dlclose(dl);
-    return rc;
+    return serve(&o);
 }

@@ -15,9 +15,9 @@ const char options_usage[] =
     "\n"
     "  -n, --nosetuid          do not drop root privileges to \"nobody\" after binding\n"
     "  -V, --version           print the version and exit\n"
-    "  -c, --class NAME        DebuggingServer, Sink, SMTPServer, or the path of a\n"
-    "                          shared object exporting smtpd_plugin_init (default\n"
-    "                          PureProxy)\n"
+    "  -c, --class NAME        PureProxy (the default), DebuggingServer, Sink,\n"
+    "                          SMTPServer, or the path of a shared object that\n"
+    "                          exports smtpd_plugin_init\n"
     "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
     "                          limit (default 33554432)\n"
     "  -u, --smtputf8          enable SMTPUTF8 (RFC 6531)\n"
@@ -28,11 +28,23 @@ const char options_usage[] =
     "      --max-connections N simultaneous clients (default 1000; 0: no limit)\n"
     "      --command-timeout S seconds to wait for a command (default 300)\n"
     "      --data-timeout S    seconds to wait for message data (default 300)\n"
+    "      --relay-networks CIDR[,CIDR...]\n"
+    "                          clients that may relay through PureProxy (default\n"
+    "                          127.0.0.0/8,::1/128: never an open relay)\n"
+    "      --relay-timeout S   seconds for each upstream step (default 60)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
 
-enum { OPT_DECODE = 256, OPT_HOSTNAME, OPT_MAXCONN, OPT_CMD_TIMEOUT, OPT_DATA_TIMEOUT };
+enum {
+    OPT_DECODE = 256,
+    OPT_HOSTNAME,
+    OPT_MAXCONN,
+    OPT_CMD_TIMEOUT,
+    OPT_DATA_TIMEOUT,
+    OPT_RELAY_NETWORKS,
+    OPT_RELAY_TIMEOUT
+};
 
 static const struct option long_opts[] = {
     {"nosetuid", no_argument, NULL, 'n'},
@@ -47,6 +59,8 @@ static const struct option long_opts[] = {
     {"max-connections", required_argument, NULL, OPT_MAXCONN},
     {"command-timeout", required_argument, NULL, OPT_CMD_TIMEOUT},
     {"data-timeout", required_argument, NULL, OPT_DATA_TIMEOUT},
+    {"relay-networks", required_argument, NULL, OPT_RELAY_NETWORKS},
+    {"relay-timeout", required_argument, NULL, OPT_RELAY_TIMEOUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -72,6 +86,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .max_connections = 1000,
         .command_timeout = 300,
         .data_timeout = 300,
+        .relay_timeout = 60,
         .local = "localhost:8025",
         .remote = "localhost:25",
     };
@@ -112,9 +127,13 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_HOSTNAME:
             o->hostname = optarg;
             break;
+        case OPT_RELAY_NETWORKS:
+            o->relay_networks = optarg;
+            break;
         case OPT_MAXCONN:
         case OPT_CMD_TIMEOUT:
         case OPT_DATA_TIMEOUT:
+        case OPT_RELAY_TIMEOUT:
             if (!parse_num(optarg, UINT_MAX, &v)) {
                 snprintf(err, errsz, "invalid number for %s: '%s'", argv[optind - 1], optarg);
                 return -1;
@@ -123,6 +142,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                 o->max_connections = (unsigned)v;
             else if (c == OPT_CMD_TIMEOUT)
                 o->command_timeout = (unsigned)v;
+            else if (c == OPT_RELAY_TIMEOUT)
+                o->relay_timeout = (unsigned)v;
             else
                 o->data_timeout = (unsigned)v;
             break;

@@ -21,6 +21,8 @@ struct options {
     unsigned max_connections;
     unsigned command_timeout;
     unsigned data_timeout;
+    const char *relay_networks; /* --relay-networks, NULL = loopback */
+    unsigned relay_timeout;     /* --relay-timeout: seconds per upstream step */
     const char *local;       /* localhost:localport */
     const char *remote;      /* remotehost:remoteport */
     int n_extra;             /* further positional arguments, for plugins */

@@ -275,6 +275,57 @@ void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
 /** Sink: accepts every message and discards it. */
 void smtpd_sink_handler(struct smtpd_handler *h);
 
+/**
+ * PureProxy: a relay to a smarthost, in real time. The upstream session
+ * opens at MAIL FROM; each RCPT TO is passed on and the upstream's reply is
+ * the client's; the data goes up after the final dot and the client gets 250
+ * only once the upstream has taken the message. Upstream unreachable or
+ * timed out: 451 4.4.1; lost in mid-transaction: 421 4.4.2 (the session
+ * closes). A Received: trace field (RFC 5321 4.4) is prepended and X-Peer
+ * inserted after the header section. Clients outside relay_networks get
+ * 554 5.7.1 at RCPT TO (no open relay).
+ */
+struct smtpd_proxy_config {
+    /** Smarthost as "host:port" (name or address; "[v6]:port"). Required. */
+    const char *upstream;
+    /** Who may relay: "CIDR[,CIDR...]", IPv4 and IPv6. NULL: the default
+     *  "127.0.0.0/8,::1/128". */
+    const char *relay_networks;
+    /** Our name in EHLO and in Received; NULL: the machine's FQDN. */
+    const char *hostname;
+    /** Seconds for each upstream step (connect, each reply). Default 60. */
+    unsigned timeout;
+    /** Idle upstream connections kept for reuse (RSET between messages).
+     *  Default 4; 0: a new connection per transaction. */
+    unsigned pool_size;
+    /** Seconds an idle upstream connection is kept. Default 30. */
+    unsigned idle_timeout;
+    /** Log callback (relay lines, and the upstream dialogue at DEBUG). */
+    smtpd_log_fn log;
+    void *log_arg;
+    enum smtpd_log_level log_level;
+};
+
+/** Fill @p cfg with the defaults documented above (upstream NULL). */
+void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg);
+
+struct smtpd_proxy;
+
+/**
+ * Create a relay on @p base with a copy of @p cfg. Starts no connection.
+ * @return NULL with *err: SMTPD_ERR_ADDRESS (bad upstream), SMTPD_ERR_CONFIG
+ *         (bad relay_networks), SMTPD_ERR_NOMEM.
+ */
+struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
+                                    enum smtpd_err *err);
+
+/** Fill @p h with the relay's callbacks; @p p must outlive the server. */
+void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p);
+
+/** Close idle upstream connections and free the relay, after the server
+ *  that used it. NULL is allowed. */
+void smtpd_proxy_free(struct smtpd_proxy *p);
+
 /** The symbol a shared object loaded with `smtpd -c path.so` must export:
  *  fill @p h; @p argc/@p argv are the program's remaining positional
  *  arguments (after localhost:port). Return 0 on success. */

@@ -715,6 +715,9 @@ static void finish_step(struct smtpd_session *s)
     case STEP_NONE:
         break;
     }
+    /* RFC 5321 3.8: a 421 closes the session, whoever sent it. */
+    if (answered && code == 421 && s->state != ST_CLOSED)
+        close_session(s);
     if (s->draining && s->state != ST_CLOSED && idle(s))
         shutdown_now(s);
 }

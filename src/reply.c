@@ -111,3 +111,48 @@ size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len)
     out[o] = '\0';
     return o;
 }
+
+bool reply_parse_line(const char *line, size_t len, int *code, bool *more, const char **text,
+                      size_t *text_len)
+{
+    if (len < 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (line[i] < '0' || line[i] > '9')
+            return false;
+    int c = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    if (c < 200 || c > 599)
+        return false;
+    if (len > 3 && line[3] != ' ' && line[3] != '-')
+        return false;
+    *code = c;
+    *more = len > 3 && line[3] == '-';
+    *text = len > 4 ? line + 4 : line + len;
+    *text_len = len > 4 ? len - 4 : 0;
+    return true;
+}
+
+size_t reply_split_enhanced(const char *text, size_t len, int code, char *enh)
+{
+    /* class "." 1*3digit "." 1*3digit */
+    if (len < 5 || text[0] != '0' + code / 100 || text[1] != '.')
+        return 0;
+    size_t i = 2;
+    for (int part = 0; part < 2; part++) {
+        size_t start = i;
+        while (i < len && i - start < 3 && text[i] >= '0' && text[i] <= '9')
+            i++;
+        if (i == start)
+            return 0;
+        if (part == 0) {
+            if (i >= len || text[i] != '.')
+                return 0;
+            i++;
+        }
+    }
+    if (i < len && text[i] != ' ')
+        return 0;
+    memcpy(enh, text, i);
+    enh[i] = '\0';
+    return i < len ? i + 1 : i;
+}

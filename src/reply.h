@@ -26,4 +26,21 @@ bool utf8_valid(const char *s, size_t len);
 /** Length of the valid UTF-8 sequence at @p s (at most @p len bytes), or 0. */
 size_t utf8_seq_len(const unsigned char *s, size_t len);
 
+
+
+/**
+ * Parse one line of a server reply (RFC 5321 4.2): three digits 200..599,
+ * then '-' (more lines follow), ' ' or nothing, then text.
+ * @return false when the line is not a reply line.
+ */
+bool reply_parse_line(const char *line, size_t len, int *code, bool *more, const char **text,
+                      size_t *text_len);
+
+/**
+ * If @p text starts with an enhanced status code "x.y.z " whose class
+ * matches @p code (RFC 3463, RFC 2034 4), copy it NUL-terminated into
+ * @p enh (at least 16 bytes). @return the bytes of text it took (code and
+ * the space after it), or 0 if there is none.
+ */
+size_t reply_split_enhanced(const char *text, size_t len, int code, char *enh);
 #endif

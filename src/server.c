@@ -4,6 +4,7 @@
  * graceful shutdown.
  */
 #include "connection.h"
+#include "fqdn.h"
 #include "smtpd.h"
 
 #include <event2/event.h>
@@ -87,25 +88,6 @@ static void server_log(const struct smtpd_server *srv, enum smtpd_log_level leve
     cfg->log(cfg->log_arg, level, line);
 }
 
-/* The machine's FQDN, as socket.getfqdn() gives it; looked up once. */
-static char *lookup_fqdn(void)
-{
-    char name[256];
-    if (gethostname(name, sizeof(name) - 1) != 0)
-        return strdup("localhost");
-    name[sizeof(name) - 1] = '\0';
-    struct addrinfo hints = {.ai_flags = AI_CANONNAME, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(name, NULL, &hints, &res) == 0 && res && res->ai_canonname) {
-        char *fqdn = strdup(res->ai_canonname);
-        freeaddrinfo(res);
-        return fqdn;
-    }
-    if (res)
-        freeaddrinfo(res);
-    return strdup(name);
-}
-
 struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
                                       const struct smtpd_handler *handler, enum smtpd_err *err)
 {
@@ -125,7 +107,7 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
     srv->base = base;
     srv->params.cfg = *cfg;
     srv->params.handler = *handler;
-    srv->hostname = cfg->hostname ? strdup(cfg->hostname) : lookup_fqdn();
+    srv->hostname = cfg->hostname ? strdup(cfg->hostname) : fqdn_lookup();
     if (!srv->hostname) {
         free(srv);
         *err = SMTPD_ERR_NOMEM;
@@ -317,8 +299,6 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
     errno = e;
     if (err == SMTPD_OK && srv->n_listeners == 0)
         err = SMTPD_ERR_RESOLVE;
-    if (err == SMTPD_OK)
-        server_log(srv, SMTPD_LOG_INFO, "listening on %s", hostport);
     return err;
 }
 

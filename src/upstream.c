@@ -1,0 +1,431 @@
+/* Upstreams, their connection pools, and legs; see upstream.h. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* An idle pooled connection. */
+struct pooled {
+    struct upstream *u;
+    struct smtp_client *c;
+    struct pooled *next;
+};
+
+struct upstream {
+    struct upstream_config cfg;
+    char *hostport;
+    char host[256];
+    char port[8];
+    struct client_config ccfg;
+    struct pooled *idle;
+    unsigned n_idle;
+    /* Connections on their way back to the pool (RSET in flight). */
+    struct pooled *returning;
+};
+
+static bool split(const char *hp, char *host, size_t hostsz, char *port, size_t portsz)
+{
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp || colon[1] == '\0' || strlen(colon + 1) >= portsz)
+        return false;
+    size_t hl = (size_t)(colon - hp);
+    if (hp[0] == '[' && hl >= 2 && hp[hl - 1] == ']') {
+        hp++;
+        hl -= 2;
+    } else if (memchr(hp, ':', hl)) {
+        return false;
+    }
+    if (hl == 0 || hl >= hostsz)
+        return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    long port_num = atol(colon + 1);
+    if (port_num < 1 || port_num > 65535)
+        return false;
+    memcpy(host, hp, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    return true;
+}
+
+struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err *err)
+{
+    struct upstream *u = calloc(1, sizeof(*u));
+    if (!u) {
+        *err = SMTPD_ERR_NOMEM;
+        return NULL;
+    }
+    if (!cfg->hostport || !split(cfg->hostport, u->host, sizeof(u->host), u->port, sizeof(u->port))) {
+        free(u);
+        *err = SMTPD_ERR_ADDRESS;
+        return NULL;
+    }
+    u->cfg = *cfg;
+    u->hostport = strdup(cfg->hostport);
+    if (!u->hostport) {
+        free(u);
+        *err = SMTPD_ERR_NOMEM;
+        return NULL;
+    }
+    u->cfg.hostport = u->hostport;
+    u->ccfg = (struct client_config){
+        .base = cfg->base,
+        .dns = cfg->dns,
+        .host = u->host,
+        .port = u->port,
+        .helo_name = cfg->helo_name,
+        .lmtp = cfg->lmtp,
+        .timeout = cfg->timeout,
+        .log = cfg->log,
+        .log_arg = cfg->log_arg,
+        .log_level = cfg->log_level,
+    };
+    return u;
+}
+
+const char *upstream_name(const struct upstream *u)
+{
+    return u->hostport;
+}
+
+static void unlink_pooled(struct pooled **head, struct pooled *p)
+{
+    for (struct pooled **pp = head; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
+
+static void pool_lost(void *arg, const struct client_reply *r)
+{
+    struct pooled *p = arg;
+    (void)r;
+    unlink_pooled(&p->u->idle, p);
+    p->u->n_idle--;
+    client_close(p->c);
+    free(p);
+}
+
+/* Keep an idle, ready connection for the next transaction, or close it. */
+static void pool_put(struct upstream *u, struct smtp_client *c)
+{
+    struct pooled *p = NULL;
+    if (client_ready(c) && u->n_idle < u->cfg.pool_size)
+        p = calloc(1, sizeof(*p));
+    if (!p) {
+        client_close(c);
+        return;
+    }
+    p->u = u;
+    p->c = c;
+    p->next = u->idle;
+    u->idle = p;
+    u->n_idle++;
+    client_watch_idle(c, pool_lost, p, u->cfg.idle_timeout);
+}
+
+static struct smtp_client *pool_take(struct upstream *u)
+{
+    struct pooled *p = u->idle;
+    if (!p)
+        return NULL;
+    u->idle = p->next;
+    u->n_idle--;
+    struct smtp_client *c = p->c;
+    free(p);
+    client_watch_idle(c, NULL, NULL, 0);
+    return c;
+}
+
+static void returned(void *arg, const struct client_reply *r)
+{
+    struct pooled *p = arg;
+    struct upstream *u = p->u;
+    unlink_pooled(&u->returning, p);
+    if (r->code == 250)
+        pool_put(u, p->c);
+    else
+        client_close(p->c);
+    free(p);
+}
+
+/* RSET, then back to the pool. */
+static void pool_return_after_rset(struct upstream *u, struct smtp_client *c)
+{
+    struct pooled *p = calloc(1, sizeof(*p));
+    if (!p) {
+        client_close(c);
+        return;
+    }
+    p->u = u;
+    p->c = c;
+    p->next = u->returning;
+    u->returning = p;
+    client_rset(c, returned, p);
+}
+
+void upstream_free(struct upstream *u)
+{
+    if (!u)
+        return;
+    while (u->idle) {
+        struct pooled *p = u->idle;
+        u->idle = p->next;
+        client_close(p->c);
+        free(p);
+    }
+    while (u->returning) {
+        struct pooled *p = u->returning;
+        u->returning = p->next;
+        client_close(p->c);
+        free(p);
+    }
+    free(u->hostport);
+    free(u);
+}
+
+/* ---- legs ---- */
+
+void leg_init(struct leg *l, struct upstream *u, leg_done_fn done, void *arg)
+{
+    memset(l, 0, sizeof(*l));
+    l->u = u;
+    l->done = done;
+    l->arg = arg;
+}
+
+static void step_done(struct leg *l, const struct client_reply *r)
+{
+    if (r->last)
+        l->waiting = false;
+    l->done(l->arg, r);
+}
+
+static void refuse(struct leg *l, int code, const char *enh, const char *text)
+{
+    struct client_reply r = {.code = code, .last = true};
+    snprintf(r.enh, sizeof(r.enh), "%s", enh);
+    snprintf(r.text, sizeof(r.text), "%s", text);
+    step_done(l, &r);
+}
+
+static void open_and_mail(struct leg *l);
+
+static void mail_replied(void *arg, const struct client_reply *r)
+{
+    struct leg *l = arg;
+    if (r->local && l->from_pool && !l->retried) {
+        /* The pooled connection had died: once more on a fresh one. */
+        l->retried = true;
+        client_close(l->c);
+        l->c = NULL;
+        open_and_mail(l);
+        return;
+    }
+    l->in_txn = r->code < 300;
+    step_done(l, r);
+}
+
+/* The connection is ready: check what the message needs, send MAIL. */
+static void send_mail(struct leg *l)
+{
+    unsigned ext = client_extensions(l->c);
+    if (l->need_smtputf8 && !(ext & EXT_SMTPUTF8)) {
+        refuse(l, 553, "5.6.7", "Error: the upstream server does not support SMTPUTF8");
+        return;
+    }
+    if (l->need_8bitmime && !(ext & EXT_8BITMIME)) {
+        refuse(l, 554, "5.6.3", "Error: the upstream server does not support 8BITMIME");
+        return;
+    }
+    char params[sizeof(l->params)];
+    size_t o = 0;
+    params[0] = '\0';
+    const char *p = l->params;
+    /* l->params holds the client's SIZE/BODY/SMTPUTF8, space-separated. */
+    while (*p) {
+        const char *end = strchr(p, ' ');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        bool keep = (strncmp(p, "SIZE=", 5) == 0 && (ext & EXT_SIZE)) ||
+                    (strncmp(p, "BODY=", 5) == 0 && (ext & EXT_8BITMIME)) ||
+                    (n == 8 && strncmp(p, "SMTPUTF8", 8) == 0);
+        if (keep && o + n + 2 < sizeof(params)) {
+            params[o++] = ' ';
+            memcpy(params + o, p, n);
+            o += n;
+            params[o] = '\0';
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    client_mail(l->c, l->reverse_path, params, mail_replied, l);
+}
+
+static void opened(void *arg, const struct client_reply *r)
+{
+    struct leg *l = arg;
+    if (r->code != 250) {
+        /* Unreachable or refused us (a local 451 4.4.1): the client retries. */
+        client_close(l->c);
+        l->c = NULL;
+        step_done(l, r);
+        return;
+    }
+    send_mail(l);
+}
+
+static void open_and_mail(struct leg *l)
+{
+    l->from_pool = false;
+    l->c = client_open(&l->u->ccfg, opened, l);
+    if (!l->c)
+        refuse(l, 451, "4.3.0", "Error: local error in processing");
+}
+
+void leg_mail(struct leg *l, const char *reverse_path, const char *const *params, size_t n)
+{
+    free(l->reverse_path);
+    l->reverse_path = strdup(reverse_path);
+    l->waiting = true;
+    l->retried = false;
+    l->need_smtputf8 = l->need_8bitmime = false;
+    size_t o = 0;
+    l->params[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(params[i], "SMTPUTF8") == 0)
+            l->need_smtputf8 = true;
+        if (strcmp(params[i], "BODY=8BITMIME") == 0)
+            l->need_8bitmime = true;
+        size_t len = strlen(params[i]);
+        if (o + len + 2 < sizeof(l->params)) {
+            if (o)
+                l->params[o++] = ' ';
+            memcpy(l->params + o, params[i], len + 1);
+            o += len;
+        }
+    }
+    if (!l->reverse_path) {
+        refuse(l, 451, "4.3.0", "Error: local error in processing");
+        return;
+    }
+    l->c = pool_take(l->u);
+    if (l->c) {
+        l->from_pool = true;
+        send_mail(l);
+    } else {
+        open_and_mail(l);
+    }
+}
+
+static void rcpt_replied(void *arg, const struct client_reply *r)
+{
+    step_done(arg, r);
+}
+
+void leg_rcpt(struct leg *l, const char *forward_path)
+{
+    l->waiting = true;
+    if (!l->c) {
+        refuse(l, 451, "4.4.1", "Error: upstream server unavailable, try again later");
+        return;
+    }
+    client_rcpt(l->c, forward_path, rcpt_replied, l);
+}
+
+static void data_replied(void *arg, const struct client_reply *r)
+{
+    struct leg *l = arg;
+    if (r->last)
+        l->in_txn = false;
+    step_done(l, r);
+}
+
+void leg_data(struct leg *l, char *data, size_t len)
+{
+    l->waiting = true;
+    if (!l->c) {
+        free(data);
+        refuse(l, 451, "4.4.1", "Error: upstream server unavailable, try again later");
+        return;
+    }
+    client_data(l->c, data, len, data_replied, l);
+}
+
+void leg_end(struct leg *l)
+{
+    struct smtp_client *c = l->c;
+    l->c = NULL;
+    free(l->reverse_path);
+    l->reverse_path = NULL;
+    if (!c)
+        return;
+    if (l->waiting)
+        client_close(c); /* cancel: the upstream drops what it had */
+    else if (l->in_txn)
+        pool_return_after_rset(l->u, c);
+    else
+        pool_put(l->u, c);
+    l->waiting = false;
+    l->in_txn = false;
+}
+
+/* ---- message data ---- */
+
+/* A peer-supplied name made safe for a header field: printable ASCII and
+ * UTF-8 bytes kept, anything else (and parentheses) as '?'. */
+static void header_safe(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < outsz; in++) {
+        unsigned char ch = (unsigned char)*in;
+        out[o++] = (ch >= 0x21 && ch < 0x7f && ch != '(' && ch != ')') || ch >= 0x80 ? (char)ch : '?';
+    }
+    out[o] = '\0';
+}
+
+char *relay_message_data(const struct smtpd_message *m, const char *by_host, unsigned long id,
+                         size_t *len)
+{
+    char helo[300], addr[80], date[64], forpart[400] = "";
+    header_safe(helo, sizeof(helo), m->helo ? m->helo : "unknown");
+    if (strchr(m->peer_addr, ':'))
+        snprintf(addr, sizeof(addr), "[IPv6:%s]", m->peer_addr);
+    else
+        snprintf(addr, sizeof(addr), "[%s]", m->peer_addr);
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", localtime_r(&now, &tm));
+    if (m->n_forward_paths == 1) {
+        char fp[330];
+        header_safe(fp, sizeof(fp), m->forward_paths[0]);
+        snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", fp);
+    }
+    /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used. */
+    const char *with = m->smtputf8 ? "UTF8SMTP" : m->esmtp ? "ESMTP" : "SMTP";
+    char received[1200];
+    int rn = snprintf(received, sizeof(received),
+                      "Received: from %s (%s)\r\n\tby %s (smtpd %s) with %s id %08lX%06lX%s;"
+                      "\r\n\t%s\r\n",
+                      helo, addr, by_host, SMTPD_VERSION, with, (unsigned long)now & 0xffffffffUL,
+                      id & 0xffffffUL, forpart, date);
+    if (rn < 0 || (size_t)rn >= sizeof(received))
+        return NULL;
+    size_t body_len;
+    char *body = smtpd_insert_x_peer(m->data, m->data_len, m->peer_addr, &body_len);
+    if (!body)
+        return NULL;
+    char *out = malloc((size_t)rn + body_len);
+    if (out) {
+        memcpy(out, received, (size_t)rn);
+        memcpy(out + rn, body, body_len);
+        *len = (size_t)rn + body_len;
+    }
+    free(body);
+    return out;
+}
