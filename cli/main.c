@@ -146,6 +146,10 @@ static int serve(const struct options *o)
     cfg.max_connections = o->max_connections;
     cfg.command_timeout = o->command_timeout;
     cfg.data_timeout = o->data_timeout;
+    cfg.max_connections_per_ip = o->max_connections_per_ip;
+    cfg.max_errors = o->max_errors;
+    cfg.min_data_rate = o->min_data_rate;
+    cfg.bare_lf = (enum smtpd_bare_lf)o->bare_lf;
     cfg.log = log_stderr;
     cfg.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
 

@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "smtpd.h"
 
 const char options_usage[] =
     "Usage: smtpd [options] [localhost:localport [remotehost:remoteport]]\n"
@@ -28,6 +31,15 @@ const char options_usage[] =
     "      --max-connections N simultaneous clients (default 1000; 0: no limit)\n"
     "      --command-timeout S seconds to wait for a command (default 300)\n"
     "      --data-timeout S    seconds to wait for message data (default 300)\n"
+    "      --max-connections-per-ip N\n"
+    "                          simultaneous clients from one address (default 0:\n"
+    "                          no limit)\n"
+    "      --max-errors N      bad commands before 421 and close (default 10; 0: no\n"
+    "                          limit)\n"
+    "      --min-data-rate B   bytes/second a client must keep up in DATA after 10\n"
+    "                          seconds (default 0: none)\n"
+    "      --bare-lf POLICY    bare CR/LF in message data: normalize (to CRLF, the\n"
+    "                          default), reject (550 5.5.2) or accept\n"
     "      --relay-networks CIDR[,CIDR...]\n"
     "                          clients that may relay through PureProxy (default\n"
     "                          127.0.0.0/8,::1/128: never an open relay)\n"
@@ -43,7 +55,11 @@ enum {
     OPT_CMD_TIMEOUT,
     OPT_DATA_TIMEOUT,
     OPT_RELAY_NETWORKS,
-    OPT_RELAY_TIMEOUT
+    OPT_RELAY_TIMEOUT,
+    OPT_MAXCONN_IP,
+    OPT_MAX_ERRORS,
+    OPT_MIN_RATE,
+    OPT_BARE_LF
 };
 
 static const struct option long_opts[] = {
@@ -61,6 +77,10 @@ static const struct option long_opts[] = {
     {"data-timeout", required_argument, NULL, OPT_DATA_TIMEOUT},
     {"relay-networks", required_argument, NULL, OPT_RELAY_NETWORKS},
     {"relay-timeout", required_argument, NULL, OPT_RELAY_TIMEOUT},
+    {"max-connections-per-ip", required_argument, NULL, OPT_MAXCONN_IP},
+    {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
+    {"min-data-rate", required_argument, NULL, OPT_MIN_RATE},
+    {"bare-lf", required_argument, NULL, OPT_BARE_LF},
     {NULL, 0, NULL, 0},
 };
 
@@ -87,6 +107,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .command_timeout = 300,
         .data_timeout = 300,
         .relay_timeout = 60,
+        .max_errors = 10,
+        .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .local = "localhost:8025",
         .remote = "localhost:25",
     };
@@ -130,6 +152,22 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_RELAY_NETWORKS:
             o->relay_networks = optarg;
             break;
+        case OPT_BARE_LF:
+            if (strcmp(optarg, "normalize") == 0) {
+                o->bare_lf = SMTPD_BARE_LF_NORMALIZE;
+            } else if (strcmp(optarg, "reject") == 0) {
+                o->bare_lf = SMTPD_BARE_LF_REJECT;
+            } else if (strcmp(optarg, "accept") == 0) {
+                o->bare_lf = SMTPD_BARE_LF_ACCEPT;
+            } else {
+                snprintf(err, errsz, "invalid --bare-lf '%s' (normalize, reject or accept)",
+                         optarg);
+                return -1;
+            }
+            break;
+        case OPT_MAXCONN_IP:
+        case OPT_MAX_ERRORS:
+        case OPT_MIN_RATE:
         case OPT_MAXCONN:
         case OPT_CMD_TIMEOUT:
         case OPT_DATA_TIMEOUT:
@@ -140,6 +178,12 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             }
             if (c == OPT_MAXCONN)
                 o->max_connections = (unsigned)v;
+            else if (c == OPT_MAXCONN_IP)
+                o->max_connections_per_ip = (unsigned)v;
+            else if (c == OPT_MAX_ERRORS)
+                o->max_errors = (unsigned)v;
+            else if (c == OPT_MIN_RATE)
+                o->min_data_rate = (unsigned)v;
             else if (c == OPT_CMD_TIMEOUT)
                 o->command_timeout = (unsigned)v;
             else if (c == OPT_RELAY_TIMEOUT)

@@ -21,6 +21,10 @@ struct options {
     unsigned max_connections;
     unsigned command_timeout;
     unsigned data_timeout;
+    unsigned max_connections_per_ip;
+    unsigned max_errors;
+    unsigned min_data_rate;     /* bytes per second in DATA, 0 = none */
+    int bare_lf;                /* enum smtpd_bare_lf */
     const char *relay_networks; /* --relay-networks, NULL = loopback */
     unsigned relay_timeout;     /* --relay-timeout: seconds per upstream step */
     const char *local;       /* localhost:localport */

@@ -59,6 +59,20 @@ enum smtpd_log_level {
  */
 typedef void (*smtpd_log_fn)(void *arg, enum smtpd_log_level level, const char *line);
 
+/** What to do with a CR or LF in message data that is not part of a CRLF
+ *  (RFC 5321 2.3.8). Whatever the policy, only CRLF "." CRLF ends the data,
+ *  so no message can be split in two (SMTP smuggling). */
+enum smtpd_bare_lf {
+    /** Treat it as a line end: the data handed on has CRLF everywhere, and a
+     *  "." line inside it is dot-stuffed when relayed (Postfix's
+     *  smtpd_forbid_bare_newline = normalize). The default. */
+    SMTPD_BARE_LF_NORMALIZE = 0,
+    /** Refuse the message with 550 5.5.2 after the final dot. */
+    SMTPD_BARE_LF_REJECT,
+    /** Keep the bytes as they came. */
+    SMTPD_BARE_LF_ACCEPT,
+};
+
 /**
  * Server configuration. Fill it with smtpd_config_init() first, then change
  * fields. The server copies it (strings included) in smtpd_server_new().
@@ -89,6 +103,18 @@ struct smtpd_config {
     /** Forward-paths per transaction; more get "452 4.5.3" (RFC 5321
      *  4.5.3.1.10). Default 1000. */
     unsigned max_recipients;
+    /** Simultaneous clients from one IP address; the next gets "421 4.3.2".
+     *  0: no limit (the default). */
+    unsigned max_connections_per_ip;
+    /** Unknown or malformed commands (replies 500-503, 555) a client may send;
+     *  then "421 4.7.0" and close. 0: no limit. Default 10. */
+    unsigned max_errors;
+    /** Bytes per second a client must keep up during DATA, measured from
+     *  10 seconds after the 354; a slower one gets "421 4.4.2". 0: no
+     *  minimum (the default; data_timeout still applies). */
+    unsigned min_data_rate;
+    /** Bare CR / LF in message data. Default SMTPD_BARE_LF_NORMALIZE. */
+    enum smtpd_bare_lf bare_lf;
     /** Log callback and its argument; NULL: no logging. */
     smtpd_log_fn log;
     void *log_arg;

@@ -56,6 +56,7 @@ struct smtpd_session {
     bool in_feed;  /* inside channel_feed(): completions need no resume */
     bool in_callback; /* inside a handler callback: answers are applied on return */
     unsigned long n_messages;
+    unsigned errors; /* replies to bad commands, for max_errors */
 
     struct line_reader lr;
     struct txn txn;
@@ -152,9 +153,12 @@ static void send_raw(struct smtpd_session *s, const char *buf, size_t len)
     s->tr->write(s->io, buf, len);
 }
 
-/* Enhanced status codes go only to clients that used EHLO (RFC 2034 3). */
+/* Enhanced status codes go only to clients that used EHLO (RFC 2034 3).
+ * Replies to bad commands count toward the error budget. */
 static void reply(struct smtpd_session *s, int code, const char *enh, const char *text)
 {
+    if ((code >= 500 && code <= 503) || code == 555)
+        s->errors++;
     char buf[REPLY_LINE_MAX];
     send_raw(s, buf, reply_format(buf, code, false, s->extended ? enh : NULL, text));
 }
@@ -570,7 +574,8 @@ static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 501, "5.5.4", "Syntax: DATA");
         return;
     }
-    data_engine_init(&s->txn.de, s->params->cfg.data_size_limit);
+    data_engine_init(&s->txn.de, s->params->cfg.data_size_limit,
+                     (enum data_bare_policy)s->params->cfg.bare_lf);
     s->state = ST_DATA;
     reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 }
@@ -734,6 +739,12 @@ static void end_of_data(struct smtpd_session *s)
         txn_clear(s);
         return;
     }
+    if (cfg->bare_lf == SMTPD_BARE_LF_REJECT && data_bare_seen(&t->de)) {
+        log_transaction(s, t->data.len, 550);
+        reply(s, 550, "5.5.2", "Error: bare <CR> or <LF> in message data");
+        txn_clear(s);
+        return;
+    }
     if (cfg->decode_data && !utf8_valid(t->data.p, t->data.len)) {
         log_transaction(s, t->data.len, 554);
         reply(s, 554, "5.6.0", "Error: message data is not valid UTF-8");
@@ -850,6 +861,12 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
             command_line(s, line, n);
         else if (r == LINE_TOO_LONG)
             reply(s, 500, "5.5.2", "Error: line too long");
+        unsigned max_errors = s->params->cfg.max_errors;
+        if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
+            smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
+            reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
+            close_session(s);
+        }
         if (s->draining && idle(s))
             shutdown_now(s);
     }
@@ -875,6 +892,20 @@ struct smtpd_session *channel_new(const struct chan_params *params,
     s->state = ST_COMMAND;
     line_reader_init(&s->lr);
     return s;
+}
+
+size_t channel_data_received(const struct smtpd_session *s)
+{
+    return s->state == ST_DATA ? s->txn.de.raw : 0;
+}
+
+void channel_too_slow(struct smtpd_session *s)
+{
+    if (s->state == ST_CLOSED)
+        return;
+    smtpd_session_log(s, SMTPD_LOG_INFO, "data too slow from %s", s->peer_addr);
+    reply(s, 421, "4.4.2", "Error: data rate too low, closing connection");
+    close_session(s);
 }
 
 enum chan_phase channel_phase(const struct smtpd_session *s)

@@ -54,6 +54,12 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len);
 
 enum chan_phase channel_phase(const struct smtpd_session *s);
 
+/** Octets of message data received so far in DATA (0 outside DATA). */
+size_t channel_data_received(const struct smtpd_session *s);
+
+/** The client sends data below the minimum rate: 421 4.4.2 and close. */
+void channel_too_slow(struct smtpd_session *s);
+
 /** The client was silent too long: 421 4.4.2 and close. */
 void channel_timeout(struct smtpd_session *s);
 

@@ -10,6 +10,10 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
+
+/* The minimum data rate is judged only after this many seconds of DATA. */
+#define DATA_RATE_GRACE 10
 
 /* A client that pipelines without reading its replies stops being read once
  * this many reply bytes wait, until they are all sent. */
@@ -27,6 +31,7 @@ struct conn {
     bool closing;       /* the channel closed: free once output is sent */
     bool output_paused; /* reading stopped for output back-pressure */
     enum chan_phase phase;
+    struct timespec data_start; /* when the DATA phase began (min_data_rate) */
 };
 
 static void tr_write(void *io, const char *buf, size_t len)
@@ -68,11 +73,27 @@ static void update_timeouts(struct conn *c, const struct smtpd_config *cfg)
     if (phase == c->phase)
         return;
     c->phase = phase;
+    if (phase == PHASE_DATA && cfg->min_data_rate)
+        clock_gettime(CLOCK_MONOTONIC, &c->data_start);
     struct timeval rtv, wtv;
     unsigned r = phase == PHASE_COMMAND ? cfg->command_timeout
                  : phase == PHASE_DATA  ? cfg->data_timeout
                                         : 0;
     bufferevent_set_timeouts(c->bev, secs(&rtv, r), secs(&wtv, cfg->command_timeout));
+}
+
+/* A client that trickles its data is cut off (slowloris in DATA). */
+static void check_data_rate(struct conn *c, const struct smtpd_config *cfg)
+{
+    if (!cfg->min_data_rate || c->phase != PHASE_DATA)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double elapsed = (double)(now.tv_sec - c->data_start.tv_sec) +
+                     (double)(now.tv_nsec - c->data_start.tv_nsec) / 1e9;
+    if (elapsed > DATA_RATE_GRACE &&
+        (double)channel_data_received(c->chan) < (double)cfg->min_data_rate * elapsed)
+        channel_too_slow(c->chan);
 }
 
 static void conn_read(struct bufferevent *bev, void *arg)
@@ -91,6 +112,9 @@ static void conn_read(struct bufferevent *bev, void *arg)
     if (c->closing)
         return;
     update_timeouts(c, &c->params->cfg);
+    check_data_rate(c, &c->params->cfg);
+    if (c->closing)
+        return;
     if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_HIGH) {
         c->output_paused = true;
         bufferevent_disable(bev, EV_READ);
@@ -189,6 +213,11 @@ void conn_link(struct conn *c, struct conn **head)
     if (*head)
         (*head)->prev = c;
     *head = c;
+}
+
+const char *conn_peer_addr(const struct conn *c)
+{
+    return smtpd_session_peer_addr(c->chan);
 }
 
 struct conn *conn_next(const struct conn *c)

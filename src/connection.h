@@ -27,6 +27,9 @@ void conn_shutdown(struct conn *c, bool now);
 /** Free at once (server teardown). */
 void conn_free(struct conn *c);
 
+/** The client's IP address (numeric text). */
+const char *conn_peer_addr(const struct conn *c);
+
 /** List links, owned by the server. */
 struct conn *conn_next(const struct conn *c);
 void conn_link(struct conn *c, struct conn **head);

@@ -4,9 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void data_engine_init(struct data_engine *de, size_t limit)
+void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_policy policy)
 {
     de->state = DATA_LINE_START;
+    de->policy = policy;
+    de->bare = false;
     de->prev_cr = false;
     de->raw = 0;
     de->limit = limit;
@@ -41,11 +43,63 @@ static bool put(struct data_engine *de, struct data_buf *out, const char *p, siz
     return true;
 }
 
+/* Inside a line, BARE_ACCEPT: take up to and including the next LF in one
+ * copy; only CRLF starts a new line. */
+static enum data_result mid_accept(struct data_engine *de, struct data_buf *out, const char *p,
+                                   size_t n, size_t *used)
+{
+    const char *lf = memchr(p, '\n', n);
+    size_t k = lf ? (size_t)(lf - p) + 1 : n;
+    bool crlf = lf && (k >= 2 ? p[k - 2] == '\r' : de->prev_cr);
+    de->raw += k;
+    if (!put(de, out, p, k))
+        return DATA_NOMEM;
+    de->prev_cr = p[k - 1] == '\r';
+    if (crlf) {
+        de->state = DATA_LINE_START;
+        de->prev_cr = false;
+    }
+    *used = k;
+    return DATA_NEED_MORE;
+}
+
+/* Inside a line, strict policies: copy up to the next CR or LF and decide. */
+static enum data_result mid_strict(struct data_engine *de, struct data_buf *out, const char *p,
+                                   size_t n, size_t *used)
+{
+    const char *lf = memchr(p, '\n', n);
+    size_t upto = lf ? (size_t)(lf - p) : n;
+    const char *cr = memchr(p, '\r', upto);
+    size_t k;
+    if (cr) {
+        k = (size_t)(cr - p) + 1;
+        de->state = DATA_CR;
+    } else if (lf) {
+        de->bare = true;
+        k = upto + 1;
+        if (de->policy == BARE_NORMALIZE) {
+            de->raw += k;
+            *used = k;
+            de->state = DATA_LINE_START;
+            return put(de, out, p, upto) && put(de, out, "\r\n", 2) ? DATA_NEED_MORE
+                                                                     : DATA_NOMEM;
+        }
+    } else {
+        k = n;
+    }
+    de->raw += k;
+    *used = k;
+    return put(de, out, p, k) ? DATA_NEED_MORE : DATA_NOMEM;
+}
+
 enum data_result data_feed(struct data_engine *de, struct data_buf *out, const char *in,
                            size_t in_len, size_t *consumed)
 {
     size_t i = 0;
+    bool normalize = de->policy == BARE_NORMALIZE;
     while (i < in_len) {
+        size_t used = 0;
+        enum data_result r = DATA_NEED_MORE;
         switch (de->state) {
         case DATA_LINE_START:
             if (in[i] == '.') {
@@ -59,6 +113,13 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
             if (in[i] == '\r') {
                 de->state = DATA_DOT_CR;
                 i++;
+            } else if (in[i] == '\n' && normalize) {
+                /* A "." line ended by a bare LF: data, not the end. */
+                de->bare = true;
+                de->raw += 2;
+                de->state = DATA_LINE_START;
+                i++;
+                r = put(de, out, ".\r\n", 3) ? DATA_NEED_MORE : DATA_NOMEM;
             } else {
                 /* A stuffing dot: counted, not stored. */
                 de->raw++;
@@ -70,30 +131,44 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
                 *consumed = i + 1;
                 return DATA_END;
             }
-            /* ".\r" then something else: the dot was stuffing, CR is data. */
             de->raw += 2;
-            if (!put(de, out, "\r", 1))
-                return DATA_NOMEM;
-            de->prev_cr = true;
-            de->state = DATA_MID;
-            break;
-        case DATA_MID: {
-            /* Take the rest of the line in one copy. */
-            const char *lf = memchr(in + i, '\n', in_len - i);
-            size_t n = lf ? (size_t)(lf - (in + i)) + 1 : in_len - i;
-            bool crlf = lf && (n >= 2 ? in[i + n - 2] == '\r' : de->prev_cr);
-            de->raw += n;
-            if (!put(de, out, in + i, n))
-                return DATA_NOMEM;
-            de->prev_cr = in[i + n - 1] == '\r';
-            i += n;
-            if (crlf) {
+            if (de->policy != BARE_ACCEPT)
+                de->bare = true;
+            if (normalize) {
+                /* ".\r" and a bare CR: a "." data line. */
                 de->state = DATA_LINE_START;
-                de->prev_cr = false;
+                r = put(de, out, ".\r\n", 3) ? DATA_NEED_MORE : DATA_NOMEM;
+            } else {
+                /* The dot was stuffing; the CR is data. */
+                de->prev_cr = true;
+                de->state = DATA_MID;
+                r = put(de, out, "\r", 1) ? DATA_NEED_MORE : DATA_NOMEM;
             }
             break;
+        case DATA_CR:
+            if (in[i] == '\n') {
+                de->raw++;
+                i++;
+                de->state = DATA_LINE_START;
+                r = put(de, out, "\n", 1) ? DATA_NEED_MORE : DATA_NOMEM;
+            } else {
+                de->bare = true;
+                if (normalize) {
+                    de->state = DATA_LINE_START;
+                    r = put(de, out, "\n", 1) ? DATA_NEED_MORE : DATA_NOMEM;
+                } else {
+                    de->state = DATA_MID;
+                }
+            }
+            break;
+        case DATA_MID:
+            r = de->policy == BARE_ACCEPT ? mid_accept(de, out, in + i, in_len - i, &used)
+                                          : mid_strict(de, out, in + i, in_len - i, &used);
+            i += used;
+            break;
         }
-        }
+        if (r == DATA_NOMEM)
+            return r;
     }
     *consumed = i;
     return DATA_NEED_MORE;
@@ -108,4 +183,9 @@ size_t data_size(const struct data_engine *de)
 bool data_too_much(const struct data_engine *de)
 {
     return de->too_much || (de->limit && data_size(de) > de->limit);
+}
+
+bool data_bare_seen(const struct data_engine *de)
+{
+    return de->bare;
 }

@@ -6,7 +6,7 @@
  * end a message (no SMTP smuggling). Line ends are kept as sent.
  *
  * The size counted is that of smtpd: the octets between the DATA line and
- * the final <CRLF>.<CRLF>, stuffing dots included. Once it passes the limit
+ * the final <CRLF>.<CRLF>, stuffing dots included, before any normalizing. Once it passes the limit
  * the engine stops storing and only looks for the end, so the 552 reply comes
  * after the final dot. Pure: the caller owns the output buffer.
  */
@@ -21,11 +21,22 @@ enum data_state {
     DATA_DOT,        /* a '.' at the start of a line */
     DATA_DOT_CR,     /* ".\r" at the start of a line */
     DATA_MID,        /* inside a line */
+    DATA_CR,         /* a CR inside a line, next byte not seen (strict policies) */
+};
+
+/* What to do with a CR or LF that is not part of a CRLF (RFC 5321 2.3.8
+ * forbids them; SMTP smuggling hides commands behind them). */
+enum data_bare_policy {
+    BARE_NORMALIZE, /* a line end: stored as CRLF, the next byte starts a line */
+    BARE_REJECT,    /* kept, and the message is refused after the final dot */
+    BARE_ACCEPT,    /* kept as data */
 };
 
 struct data_engine {
     enum data_state state;
-    bool prev_cr;      /* last byte taken inside a line was CR */
+    enum data_bare_policy policy;
+    bool bare;         /* a bare CR or LF was seen */
+    bool prev_cr;      /* BARE_ACCEPT: last byte taken inside a line was CR */
     size_t raw;        /* wire octets taken before the end line */
     size_t limit;      /* size limit in octets, 0 = none */
     bool too_much;     /* over the limit: nothing more is stored */
@@ -43,7 +54,7 @@ struct data_buf {
     size_t len, cap;
 };
 
-void data_engine_init(struct data_engine *de, size_t limit);
+void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_policy policy);
 
 /** Feed @p in; unstuffed bytes are appended to @p out (which grows with
  *  realloc). *consumed: bytes of @p in taken. */
@@ -55,5 +66,8 @@ size_t data_size(const struct data_engine *de);
 
 /** Whether the message went over the limit (552 after the final dot). */
 bool data_too_much(const struct data_engine *de);
+
+/** Whether a bare CR or LF was seen (BARE_REJECT refuses the message). */
+bool data_bare_seen(const struct data_engine *de);
 
 #endif

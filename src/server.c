@@ -68,6 +68,7 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->data_timeout = 300;
     cfg->max_connections = 1000;
     cfg->max_recipients = 1000;
+    cfg->max_errors = 10;
     cfg->log_level = SMTPD_LOG_INFO;
 }
 
@@ -156,6 +157,29 @@ static void accept_error(struct evconnlistener *l, void *arg)
     }
 }
 
+/* Clients connected now from the address in @p sa. */
+static unsigned count_from(const struct smtpd_server *srv, const struct sockaddr *sa)
+{
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+    unsigned n = 0;
+    for (const struct conn *c = srv->conns; c; c = conn_next(c))
+        n += strcmp(conn_peer_addr(c), addr) == 0;
+    return n;
+}
+
+static void refuse(evutil_socket_t fd)
+{
+    /* RFC 5321 3.1/4.3.2: refuse with 421 rather than leave it hanging. */
+    static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
+    ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    evutil_closesocket(fd);
+}
+
 static void accept_conn(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                         int socklen, void *arg)
 {
@@ -163,14 +187,17 @@ static void accept_conn(struct evconnlistener *l, evutil_socket_t fd, struct soc
     (void)l;
     (void)socklen;
     unsigned max = srv->params.cfg.max_connections;
+    unsigned per_ip = srv->params.cfg.max_connections_per_ip;
     if (srv->shutting_down || (max && srv->n_conns >= max)) {
-        /* RFC 5321 3.1/4.3.2: refuse with 421 rather than leave it hanging. */
-        static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
-        ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)n;
-        evutil_closesocket(fd);
+        refuse(fd);
         server_log(srv, SMTPD_LOG_WARNING, "connection refused: %zu clients (limit %u)",
                    srv->n_conns, max);
+        return;
+    }
+    if (per_ip && count_from(srv, sa) >= per_ip) {
+        refuse(fd);
+        server_log(srv, SMTPD_LOG_WARNING, "connection refused: %u clients from one address",
+                   per_ip);
         return;
     }
     struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, ++srv->next_id);
