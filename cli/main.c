@@ -60,11 +60,16 @@ struct class_state {
     struct smtpd_proxy *proxy;
 };
 
-static int make_proxy(const struct options *o, struct event_base *base, struct class_state *cs)
+static int make_proxy(const struct options *o, struct event_base *base, bool mailman,
+                      struct class_state *cs)
 {
     struct smtpd_proxy_config pc;
     smtpd_proxy_config_init(&pc);
     pc.upstream = o->remote;
+    if (mailman) {
+        pc.mailman_lmtp = o->mailman_lmtp;
+        pc.mailman_domains = o->mailman_domains;
+    }
     pc.relay_networks = o->relay_networks;
     pc.hostname = o->hostname;
     pc.timeout = o->relay_timeout;
@@ -75,8 +80,9 @@ static int make_proxy(const struct options *o, struct event_base *base, struct c
     if (!cs->proxy) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s: %s",
-                 err == SMTPD_ERR_ADDRESS  ? "invalid remotehost:remoteport"
-                 : err == SMTPD_ERR_CONFIG ? "invalid --relay-networks"
+                 err == SMTPD_ERR_ADDRESS  ? "invalid host:port (remotehost:remoteport or "
+                                             "--mailman-lmtp)"
+                 : err == SMTPD_ERR_CONFIG ? "invalid --relay-networks or --mailman-domains"
                                            : "cannot start the relay",
                  err == SMTPD_ERR_CONFIG ? (o->relay_networks ? o->relay_networks : "")
                                          : o->remote);
@@ -99,8 +105,8 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
         smtpd_debugging_handler(h, stdout);
         return 0;
     }
-    if (strcmp(name, "PureProxy") == 0)
-        return make_proxy(o, base, cs);
+    if (strcmp(name, "PureProxy") == 0 || strcmp(name, "MailmanProxy") == 0)
+        return make_proxy(o, base, strcmp(name, "MailmanProxy") == 0, cs);
     if (strcmp(name, "Sink") == 0) {
         smtpd_sink_handler(h);
         return 0;
@@ -111,8 +117,8 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
     if (builtin) {
         char msg[256];
         snprintf(msg, sizeof(msg),
-                 "unknown class '%.100s' (PureProxy, DebuggingServer, Sink, or the path "
-                 "of a .so with %s)",
+                 "unknown class '%.100s' (PureProxy, MailmanProxy, DebuggingServer, Sink, "
+                 "or the path of a .so with %s)",
                  name, SMTPD_PLUGIN_SYMBOL);
         return usage_error(msg);
     }

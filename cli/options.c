@@ -18,9 +18,9 @@ const char options_usage[] =
     "\n"
     "  -n, --nosetuid          do not drop root privileges to \"nobody\" after binding\n"
     "  -V, --version           print the version and exit\n"
-    "  -c, --class NAME        PureProxy (the default), DebuggingServer, Sink,\n"
-    "                          SMTPServer, or the path of a shared object that\n"
-    "                          exports smtpd_plugin_init\n"
+    "  -c, --class NAME        PureProxy (the default), MailmanProxy,\n"
+    "                          DebuggingServer, Sink, SMTPServer, or the path of a\n"
+    "                          shared object that exports smtpd_plugin_init\n"
     "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
     "                          limit (default 33554432)\n"
     "  -u, --smtputf8          enable SMTPUTF8 (RFC 6531)\n"
@@ -44,6 +44,12 @@ const char options_usage[] =
     "                          clients that may relay through PureProxy (default\n"
     "                          127.0.0.0/8,::1/128: never an open relay)\n"
     "      --relay-timeout S   seconds for each upstream step (default 60)\n"
+    "      --mailman-lmtp HOST:PORT\n"
+    "                          MailmanProxy: Mailman 3's LMTP server (default\n"
+    "                          127.0.0.1:8024)\n"
+    "      --mailman-domains D[,D...]\n"
+    "                          MailmanProxy: ask Mailman only about these domains\n"
+    "                          (default: about every recipient)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -59,7 +65,9 @@ enum {
     OPT_MAXCONN_IP,
     OPT_MAX_ERRORS,
     OPT_MIN_RATE,
-    OPT_BARE_LF
+    OPT_BARE_LF,
+    OPT_MAILMAN_LMTP,
+    OPT_MAILMAN_DOMAINS
 };
 
 static const struct option long_opts[] = {
@@ -81,6 +89,8 @@ static const struct option long_opts[] = {
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
     {"min-data-rate", required_argument, NULL, OPT_MIN_RATE},
     {"bare-lf", required_argument, NULL, OPT_BARE_LF},
+    {"mailman-lmtp", required_argument, NULL, OPT_MAILMAN_LMTP},
+    {"mailman-domains", required_argument, NULL, OPT_MAILMAN_DOMAINS},
     {NULL, 0, NULL, 0},
 };
 
@@ -107,6 +117,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .command_timeout = 300,
         .data_timeout = 300,
         .relay_timeout = 60,
+        .mailman_lmtp = "127.0.0.1:8024",
         .max_errors = 10,
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .local = "localhost:8025",
@@ -151,6 +162,12 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             break;
         case OPT_RELAY_NETWORKS:
             o->relay_networks = optarg;
+            break;
+        case OPT_MAILMAN_LMTP:
+            o->mailman_lmtp = optarg;
+            break;
+        case OPT_MAILMAN_DOMAINS:
+            o->mailman_domains = optarg;
             break;
         case OPT_BARE_LF:
             if (strcmp(optarg, "normalize") == 0) {

@@ -26,6 +26,8 @@ struct options {
     unsigned min_data_rate;     /* bytes per second in DATA, 0 = none */
     int bare_lf;                /* enum smtpd_bare_lf */
     const char *relay_networks; /* --relay-networks, NULL = loopback */
+    const char *mailman_lmtp;   /* --mailman-lmtp host:port */
+    const char *mailman_domains; /* --mailman-domains, NULL = ask for all */
     unsigned relay_timeout;     /* --relay-timeout: seconds per upstream step */
     const char *local;       /* localhost:localport */
     const char *remote;      /* remotehost:remoteport */

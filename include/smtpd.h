@@ -302,7 +302,7 @@ void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
 void smtpd_sink_handler(struct smtpd_handler *h);
 
 /**
- * PureProxy: a relay to a smarthost, in real time. The upstream session
+ * PureProxy and MailmanProxy: a relay to a smarthost, in real time. The upstream session
  * opens at MAIL FROM; each RCPT TO is passed on and the upstream's reply is
  * the client's; the data goes up after the final dot and the client gets 250
  * only once the upstream has taken the message. Upstream unreachable or
@@ -310,6 +310,14 @@ void smtpd_sink_handler(struct smtpd_handler *h);
  * closes). A Received: trace field (RFC 5321 4.4) is prepended and X-Peer
  * inserted after the header section. Clients outside relay_networks get
  * 554 5.7.1 at RCPT TO (no open relay).
+ *
+ * MailmanProxy (mailman_lmtp set): at each RCPT TO, Mailman 3's LMTP server
+ * (RFC 2033) is asked first. 250: a list address, delivered to Mailman over
+ * that LMTP session (From: and Date: added when missing), from any client.
+ * 550: not Mailman's, relayed to the smarthost as above. Mailman
+ * unreachable: 451 4.4.1 for that recipient. After DATA the client gets 250
+ * only if every destination took the message; a temporary failure anywhere
+ * gives 4xx (a retry may then duplicate to the side that had accepted).
  */
 struct smtpd_proxy_config {
     /** Smarthost as "host:port" (name or address; "[v6]:port"). Required. */
@@ -319,6 +327,13 @@ struct smtpd_proxy_config {
     const char *relay_networks;
     /** Our name in EHLO and in Received; NULL: the machine's FQDN. */
     const char *hostname;
+    /** MailmanProxy: Mailman's LMTP server as "host:port" (Mailman 3's
+     *  default is 127.0.0.1:8024). NULL: PureProxy. */
+    const char *mailman_lmtp;
+    /** MailmanProxy: only forward-paths in these domains ("a.org,b.org")
+     *  are asked of Mailman; others go straight to the smarthost, even when
+     *  Mailman is down. NULL: every forward-path is asked. */
+    const char *mailman_domains;
     /** Seconds for each upstream step (connect, each reply). Default 60. */
     unsigned timeout;
     /** Idle upstream connections kept for reuse (RSET between messages).

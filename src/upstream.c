@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* An idle pooled connection. */
@@ -203,7 +204,12 @@ static void step_done(struct leg *l, const struct client_reply *r)
 {
     if (r->last)
         l->waiting = false;
-    l->done(l->arg, r);
+    l->done(l->arg, l, r);
+}
+
+bool leg_open(const struct leg *l)
+{
+    return l->in_txn;
 }
 
 static void refuse(struct leg *l, int code, const char *enh, const char *text)
@@ -228,6 +234,7 @@ static void mail_replied(void *arg, const struct client_reply *r)
         return;
     }
     l->in_txn = r->code < 300;
+    l->n_rcpt = 0;
     step_done(l, r);
 }
 
@@ -325,7 +332,10 @@ void leg_mail(struct leg *l, const char *reverse_path, const char *const *params
 
 static void rcpt_replied(void *arg, const struct client_reply *r)
 {
-    step_done(arg, r);
+    struct leg *l = arg;
+    if (r->code < 300)
+        l->n_rcpt++;
+    step_done(l, r);
 }
 
 void leg_rcpt(struct leg *l, const char *forward_path)
@@ -341,8 +351,10 @@ void leg_rcpt(struct leg *l, const char *forward_path)
 static void data_replied(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
-    if (r->last)
+    if (r->last) {
         l->in_txn = false;
+        l->n_rcpt = 0;
+    }
     step_done(l, r);
 }
 
@@ -373,6 +385,7 @@ void leg_end(struct leg *l)
         pool_put(l->u, c);
     l->waiting = false;
     l->in_txn = false;
+    l->n_rcpt = 0;
 }
 
 /* ---- message data ---- */
@@ -389,8 +402,25 @@ static void header_safe(char *out, size_t outsz, const char *in)
     out[o] = '\0';
 }
 
+/* Whether the header section (up to the first empty line) has field @p name
+ * ("From:"), case-insensitive. */
+static bool has_field(const char *data, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = data, *end = data + len;
+    while (p < end && *p != '\r' && *p != '\n') {
+        if ((size_t)(end - p) >= nl && strncasecmp(p, name, nl) == 0)
+            return true;
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf)
+            break;
+        p = lf + 1;
+    }
+    return false;
+}
+
 char *relay_message_data(const struct smtpd_message *m, const char *by_host, unsigned long id,
-                         size_t *len)
+                         bool add_from_date, size_t *len)
 {
     char helo[300], addr[80], date[64], forpart[400] = "";
     header_safe(helo, sizeof(helo), m->helo ? m->helo : "unknown");
@@ -408,7 +438,7 @@ char *relay_message_data(const struct smtpd_message *m, const char *by_host, uns
     }
     /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used. */
     const char *with = m->smtputf8 ? "UTF8SMTP" : m->esmtp ? "ESMTP" : "SMTP";
-    char received[1200];
+    char received[1800];
     int rn = snprintf(received, sizeof(received),
                       "Received: from %s (%s)\r\n\tby %s (smtpd %s) with %s id %08lX%06lX%s;"
                       "\r\n\t%s\r\n",
@@ -416,6 +446,13 @@ char *relay_message_data(const struct smtpd_message *m, const char *by_host, uns
                       id & 0xffffffUL, forpart, date);
     if (rn < 0 || (size_t)rn >= sizeof(received))
         return NULL;
+    if (add_from_date && !has_field(m->data, m->data_len, "From:")) {
+        char from[330];
+        header_safe(from, sizeof(from), m->reverse_path[0] ? m->reverse_path : "MAILER-DAEMON");
+        rn += snprintf(received + rn, sizeof(received) - (size_t)rn, "From: %s\r\n", from);
+    }
+    if (add_from_date && !has_field(m->data, m->data_len, "Date:"))
+        rn += snprintf(received + rn, sizeof(received) - (size_t)rn, "Date: %s\r\n", date);
     size_t body_len;
     char *body = smtpd_insert_x_peer(m->data, m->data_len, m->peer_addr, &body_len);
     if (!body)

@@ -33,7 +33,10 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
 const char *upstream_name(const struct upstream *u);
 void upstream_free(struct upstream *u);
 
-typedef void (*leg_done_fn)(void *arg, const struct client_reply *r);
+struct leg;
+/** A step of leg @p l finished with reply @p r (LMTP DATA: once per
+ *  accepted recipient, r->last on the final one). */
+typedef void (*leg_done_fn)(void *arg, struct leg *l, const struct client_reply *r);
 
 struct leg {
     struct upstream *u;
@@ -47,6 +50,7 @@ struct leg {
     char *reverse_path;
     char params[160];
     bool need_smtputf8, need_8bitmime;
+    unsigned n_rcpt; /* forward-paths the upstream accepted */
 };
 
 void leg_init(struct leg *l, struct upstream *u, leg_done_fn done, void *arg);
@@ -63,12 +67,18 @@ void leg_data(struct leg *l, char *data, size_t len);
  *  transaction is RSET; the connection goes back to the pool. */
 void leg_end(struct leg *l);
 
+/** Whether the leg has an open upstream transaction (MAIL accepted). */
+bool leg_open(const struct leg *l);
+
 /**
  * The data a relay sends: a Received: trace field (RFC 5321 4.4) naming
  * @p by_host and queue id @p id, then the message with X-Peer inserted as
- * smtpd's PureProxy did. @return malloc'd bytes and *len, NULL: no memory.
+ * smtpd's PureProxy did. With @p add_from_date, a From: (the reverse-path)
+ * and a Date: field are added when the header section lacks them, as
+ * smtpd's MailmanProxy did for Mailman. @return malloc'd bytes and *len;
+ * NULL: no memory.
  */
 char *relay_message_data(const struct smtpd_message *m, const char *by_host, unsigned long id,
-                         size_t *len);
+                         bool add_from_date, size_t *len);
 
 #endif

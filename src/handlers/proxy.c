@@ -1,8 +1,14 @@
 /*
- * PureProxy: relay each transaction to a smarthost in real time through the
- * asynchronous client (client.c), so that every upstream reply reaches the
- * client at the step it belongs to, and 250 after DATA means the upstream
- * has the message. Idle upstream connections are pooled and reused.
+ * PureProxy and MailmanProxy: relay each transaction in real time through
+ * the asynchronous client (client.c, legs in upstream.c), so that every
+ * upstream reply reaches the client at the step it belongs to, and 250 after
+ * DATA means every upstream has the message.
+ *
+ * PureProxy: one leg, to the smarthost, opened at MAIL FROM.
+ * MailmanProxy: at each RCPT TO, Mailman's LMTP server is asked first (250:
+ * a list address, delivered over that LMTP session; 550: not Mailman's, so
+ * it goes to the smarthost exactly as with PureProxy). Both legs open at
+ * the first recipient that needs them.
  */
 #include "cidr.h"
 #include "client.h"
@@ -16,28 +22,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MAX_RELAY_NETWORKS 64
+#define MAX_MAILMAN_DOMAINS 64
 
 struct smtpd_proxy {
     struct smtpd_proxy_config cfg;
     struct event_base *base;
     struct evdns_base *dns;
     char *hostname;
-    struct upstream *up;
+    struct upstream *smarthost;
+    struct upstream *mailman; /* NULL: PureProxy */
     struct cidr nets[MAX_RELAY_NETWORKS];
     size_t n_nets;
+    char *domains[MAX_MAILMAN_DOMAINS]; /* asked of Mailman; none: all */
+    size_t n_domains;
     unsigned long next_id;
+};
+
+/* Which answer the session waits for. */
+enum relay_step {
+    RS_NONE,
+    RS_MAIL,        /* PureProxy: MAIL at the smarthost */
+    RS_LMTP_MAIL,   /* MailmanProxy: opening the LMTP transaction for a RCPT */
+    RS_LMTP_RCPT,   /* asking Mailman about a forward-path */
+    RS_SMART_MAIL,  /* MailmanProxy: opening the smarthost transaction */
+    RS_SMART_RCPT,  /* the forward-path at the smarthost */
+    RS_DATA,        /* the message at every leg that has recipients */
 };
 
 /* The relay state of one client session. */
 struct relay {
     struct smtpd_proxy *p;
     struct smtpd_session *s;
-    struct leg leg;
-    bool denied;    /* client outside relay_networks */
-    bool data_sent; /* the message is on its way: log the outcome */
+    struct leg smart, lmtp;
+    enum relay_step step;
+    bool denied; /* client outside relay_networks: no smarthost */
+    char *reverse_path;
+    char **params;
+    size_t n_params;
+    char *forward_path; /* the RCPT in progress */
+    unsigned legs_left; /* DATA replies still due, per leg */
+    struct client_reply worst; /* the most serious DATA reply so far */
     struct timespec started;
 };
 
@@ -50,22 +78,98 @@ void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg)
     cfg->log_level = SMTPD_LOG_INFO;
 }
 
-/* An upstream step finished: its reply is the client's. */
-static void relayed(void *arg, const struct client_reply *up)
+static void answer(struct relay *r, const struct client_reply *up)
+{
+    r->step = RS_NONE;
+    smtpd_reply(r->s, up->code, up->enh[0] ? up->enh : NULL, up->text);
+}
+
+static void answer_local(struct relay *r, int code, const char *enh, const char *text)
+{
+    struct client_reply up = {.code = code, .local = true, .last = true};
+    snprintf(up.enh, sizeof(up.enh), "%s", enh);
+    snprintf(up.text, sizeof(up.text), "%s", text);
+    answer(r, &up);
+}
+
+static void log_relayed(struct relay *r, struct leg *l, const struct client_reply *up)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - r->started.tv_sec) +
+                  (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
+    char text[300];
+    smtpd_escape(text, sizeof(text), up->text, strlen(up->text));
+    smtpd_session_log(r->s, SMTPD_LOG_INFO, "relayed via %s: %d%s%s %s (%.3f s)",
+                      upstream_name(l->u), up->code, up->enh[0] ? " " : "", up->enh, text, secs);
+}
+
+/* DATA replies: 250 only if every destination took it; else a temporary
+ * failure anywhere wins (the client retries, nothing is lost), then a
+ * permanent one. */
+static int severity(int code)
+{
+    return code < 300 ? 0 : code >= 500 ? 1 : 2;
+}
+
+static void rcpt_at_smarthost(struct relay *r)
+{
+    if (r->denied) {
+        answer_local(r, 554, "5.7.1", "Error: relay access denied");
+        return;
+    }
+    if (!leg_open(&r->smart)) {
+        r->step = RS_SMART_MAIL;
+        leg_mail(&r->smart, r->reverse_path, (const char *const *)r->params, r->n_params);
+        return;
+    }
+    r->step = RS_SMART_RCPT;
+    leg_rcpt(&r->smart, r->forward_path);
+}
+
+static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
 {
     struct relay *r = arg;
-    if (r->data_sent) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double secs = (double)(now.tv_sec - r->started.tv_sec) +
-                      (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
-        char text[300];
-        smtpd_escape(text, sizeof(text), up->text, strlen(up->text));
-        smtpd_session_log(r->s, SMTPD_LOG_INFO, "relayed via %s: %d%s%s %s (%.3f s)",
-                          upstream_name(r->p->up), up->code, up->enh[0] ? " " : "", up->enh, text, secs);
-        r->data_sent = false;
+    switch (r->step) {
+    case RS_MAIL:
+    case RS_SMART_RCPT:
+    case RS_NONE:
+        answer(r, up);
+        break;
+    case RS_SMART_MAIL:
+        if (up->code >= 300) {
+            answer(r, up);
+        } else {
+            r->step = RS_SMART_RCPT;
+            leg_rcpt(&r->smart, r->forward_path);
+        }
+        break;
+    case RS_LMTP_MAIL:
+        if (up->code >= 300) {
+            /* Never a silent relay elsewhere: the client retries. */
+            answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
+        } else {
+            r->step = RS_LMTP_RCPT;
+            leg_rcpt(&r->lmtp, r->forward_path);
+        }
+        break;
+    case RS_LMTP_RCPT:
+        if (up->code >= 500 && !up->local)
+            rcpt_at_smarthost(r); /* not a Mailman address */
+        else if (up->local)
+            answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
+        else
+            answer(r, up);
+        break;
+    case RS_DATA:
+        if (up->last)
+            log_relayed(r, l, up);
+        if (severity(up->code) > severity(r->worst.code))
+            r->worst = *up;
+        if (up->last && --r->legs_left == 0)
+            answer(r, &r->worst);
+        break;
     }
-    smtpd_reply(r->s, up->code, up->enh[0] ? up->enh : NULL, up->text);
 }
 
 static struct relay *relay_of(struct smtpd_proxy *p, struct smtpd_session *s)
@@ -78,39 +182,100 @@ static struct relay *relay_of(struct smtpd_proxy *p, struct smtpd_session *s)
         return NULL;
     r->p = p;
     r->s = s;
-    leg_init(&r->leg, p->up, relayed, r);
+    leg_init(&r->smart, p->smarthost, leg_replied, r);
+    if (p->mailman)
+        leg_init(&r->lmtp, p->mailman, leg_replied, r);
     r->denied = !cidr_match(p->nets, p->n_nets, smtpd_session_peer_addr(s));
     smtpd_session_set_data(s, r);
     return r;
 }
 
+static void forget_envelope(struct relay *r)
+{
+    free(r->reverse_path);
+    r->reverse_path = NULL;
+    for (size_t i = 0; i < r->n_params; i++)
+        free(r->params[i]);
+    free(r->params);
+    r->params = NULL;
+    r->n_params = 0;
+    free(r->forward_path);
+    r->forward_path = NULL;
+}
+
+static bool keep_envelope(struct relay *r, const char *reverse_path, const char *const *params,
+                          size_t n)
+{
+    forget_envelope(r);
+    r->reverse_path = strdup(reverse_path);
+    r->params = calloc(n ? n : 1, sizeof(char *));
+    if (!r->reverse_path || !r->params)
+        return false;
+    for (; r->n_params < n; r->n_params++)
+        if (!(r->params[r->n_params] = strdup(params[r->n_params])))
+            return false;
+    return true;
+}
+
 static enum smtpd_verdict proxy_mail(void *arg, struct smtpd_session *s, const char *reverse_path,
                                      const char *const *params, size_t n_params)
 {
-    struct relay *r = relay_of(arg, s);
-    if (!r) {
+    struct smtpd_proxy *p = arg;
+    struct relay *r = relay_of(p, s);
+    if (!r || !keep_envelope(r, reverse_path, params, n_params)) {
         smtpd_reply(s, 451, "4.3.0", NULL);
         return SMTPD_DONE;
     }
     clock_gettime(CLOCK_MONOTONIC, &r->started);
-    /* Nobody outside relay_networks gets an upstream session: RCPT refuses. */
-    if (r->denied)
+    /* MailmanProxy opens its legs per recipient; nobody outside
+     * relay_networks gets a smarthost session (RCPT refuses). */
+    if (p->mailman || r->denied)
         return SMTPD_DONE;
-    leg_mail(&r->leg, reverse_path, params, n_params);
+    r->step = RS_MAIL;
+    leg_mail(&r->smart, reverse_path, params, n_params);
     return SMTPD_PENDING;
+}
+
+/* Whether Mailman is asked about @p fp: all, or those in its domains. */
+static bool for_mailman(const struct smtpd_proxy *p, const char *fp)
+{
+    if (!p->mailman)
+        return false;
+    if (p->n_domains == 0)
+        return true;
+    const char *at = strrchr(fp, '@');
+    for (size_t i = 0; at && i < p->n_domains; i++)
+        if (strcasecmp(at + 1, p->domains[i]) == 0)
+            return true;
+    return false;
 }
 
 static enum smtpd_verdict proxy_rcpt(void *arg, struct smtpd_session *s, const char *forward_path,
                                      const char *const *params, size_t n_params)
 {
-    struct relay *r = relay_of(arg, s);
+    struct smtpd_proxy *p = arg;
+    struct relay *r = relay_of(p, s);
     (void)params;
     (void)n_params;
-    if (!r || r->denied) {
-        smtpd_reply(s, 554, "5.7.1", "Error: relay access denied");
+    if (!r || !r->reverse_path) {
+        smtpd_reply(s, 451, "4.3.0", NULL);
         return SMTPD_DONE;
     }
-    leg_rcpt(&r->leg, forward_path);
+    free(r->forward_path);
+    r->forward_path = strdup(forward_path);
+    if (!r->forward_path) {
+        smtpd_reply(s, 451, "4.3.0", NULL);
+        return SMTPD_DONE;
+    }
+    if (!for_mailman(p, forward_path)) {
+        rcpt_at_smarthost(r);
+    } else if (!leg_open(&r->lmtp)) {
+        r->step = RS_LMTP_MAIL;
+        leg_mail(&r->lmtp, r->reverse_path, (const char *const *)r->params, r->n_params);
+    } else {
+        r->step = RS_LMTP_RCPT;
+        leg_rcpt(&r->lmtp, forward_path);
+    }
     return SMTPD_PENDING;
 }
 
@@ -119,14 +284,35 @@ static enum smtpd_verdict proxy_message(void *arg, struct smtpd_session *s,
 {
     struct smtpd_proxy *p = arg;
     struct relay *r = relay_of(p, s);
-    size_t len;
-    char *data = r ? relay_message_data(m, p->hostname, ++p->next_id, &len) : NULL;
-    if (!data) {
+    struct leg *legs[2] = {r ? &r->smart : NULL, r && p->mailman ? &r->lmtp : NULL};
+    char *data[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    unsigned n = 0;
+    unsigned long id = ++p->next_id;
+    for (int i = 0; i < 2; i++) {
+        if (!legs[i] || legs[i]->n_rcpt == 0)
+            continue;
+        /* Mailman gets From: and Date: when missing, as MailmanProxy did. */
+        data[i] = relay_message_data(m, p->hostname, id, i == 1, &len[i]);
+        if (!data[i]) {
+            free(data[0]);
+            smtpd_reply(s, 451, "4.3.0", NULL);
+            return SMTPD_DONE;
+        }
+        n++;
+    }
+    if (n == 0) {
         smtpd_reply(s, 451, "4.3.0", NULL);
         return SMTPD_DONE;
     }
-    r->data_sent = true;
-    leg_data(&r->leg, data, len);
+    r->step = RS_DATA;
+    r->legs_left = n;
+    r->worst = (struct client_reply){.code = 250, .last = true};
+    snprintf(r->worst.enh, sizeof(r->worst.enh), "2.0.0");
+    snprintf(r->worst.text, sizeof(r->worst.text), "OK");
+    for (int i = 0; i < 2; i++)
+        if (data[i])
+            leg_data(legs[i], data[i], len[i]);
     return SMTPD_PENDING;
 }
 
@@ -134,19 +320,60 @@ static void proxy_reset(void *arg, struct smtpd_session *s)
 {
     struct relay *r = smtpd_session_data(s);
     (void)arg;
-    if (r)
-        leg_end(&r->leg);
+    if (!r)
+        return;
+    r->step = RS_NONE;
+    leg_end(&r->smart);
+    leg_end(&r->lmtp);
+    forget_envelope(r);
 }
 
 static void proxy_close(void *arg, struct smtpd_session *s)
 {
     struct relay *r = smtpd_session_data(s);
-    (void)arg;
     if (!r)
         return;
-    leg_end(&r->leg);
+    proxy_reset(arg, s);
     free(r);
     smtpd_session_set_data(s, NULL);
+}
+
+static struct upstream *make_upstream(struct smtpd_proxy *p, const char *hostport, bool lmtp,
+                                      enum smtpd_err *err)
+{
+    const struct smtpd_proxy_config *cfg = &p->cfg;
+    struct upstream_config uc = {
+        .base = p->base,
+        .dns = p->dns,
+        .hostport = hostport,
+        .helo_name = p->hostname,
+        .lmtp = lmtp,
+        .timeout = cfg->timeout,
+        .pool_size = cfg->pool_size,
+        .idle_timeout = cfg->idle_timeout,
+        .log = cfg->log,
+        .log_arg = cfg->log_arg,
+        .log_level = cfg->log_level,
+    };
+    return upstream_new(&uc, err);
+}
+
+static bool parse_domains(struct smtpd_proxy *p, const char *list)
+{
+    const char *q = list;
+    while (*q) {
+        size_t n = strcspn(q, ", ");
+        if (n > 0) {
+            if (p->n_domains >= MAX_MAILMAN_DOMAINS)
+                return false;
+            p->domains[p->n_domains] = strndup(q, n);
+            if (!p->domains[p->n_domains++])
+                return false;
+        }
+        q += n;
+        q += strspn(q, ", ");
+    }
+    return true;
 }
 
 struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
@@ -164,8 +391,8 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     p->base = base;
     const char *nets = cfg->relay_networks ? cfg->relay_networks : "127.0.0.0/8,::1/128";
     int n = cidr_parse_list(nets, p->nets, MAX_RELAY_NETWORKS);
-    if (n < 0) {
-        free(p);
+    if (n < 0 || (cfg->mailman_domains && !parse_domains(p, cfg->mailman_domains))) {
+        smtpd_proxy_free(p);
         *err = SMTPD_ERR_CONFIG;
         return NULL;
     }
@@ -179,27 +406,16 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
         *err = SMTPD_ERR_NOMEM;
         return NULL;
     }
-    struct upstream_config uc = {
-        .base = base,
-        .dns = p->dns,
-        .hostport = cfg->upstream,
-        .helo_name = p->hostname,
-        .lmtp = false,
-        .timeout = cfg->timeout,
-        .pool_size = cfg->pool_size,
-        .idle_timeout = cfg->idle_timeout,
-        .log = cfg->log,
-        .log_arg = cfg->log_arg,
-        .log_level = cfg->log_level,
-    };
-    p->up = upstream_new(&uc, err);
-    if (!p->up) {
+    p->smarthost = make_upstream(p, cfg->upstream, false, err);
+    if (p->smarthost && cfg->mailman_lmtp)
+        p->mailman = make_upstream(p, cfg->mailman_lmtp, true, err);
+    if (!p->smarthost || (cfg->mailman_lmtp && !p->mailman)) {
         smtpd_proxy_free(p);
         return NULL;
     }
-    p->cfg.upstream = NULL;
-    p->cfg.relay_networks = NULL;
-    p->cfg.hostname = NULL;
+    /* The strings were copied where they are needed. */
+    p->cfg.upstream = p->cfg.relay_networks = p->cfg.hostname = NULL;
+    p->cfg.mailman_lmtp = p->cfg.mailman_domains = NULL;
     *err = SMTPD_OK;
     return p;
 }
@@ -219,9 +435,12 @@ void smtpd_proxy_free(struct smtpd_proxy *p)
 {
     if (!p)
         return;
-    upstream_free(p->up);
+    upstream_free(p->smarthost);
+    upstream_free(p->mailman);
     if (p->dns)
         evdns_base_free(p->dns, 0);
+    for (size_t i = 0; i < p->n_domains; i++)
+        free(p->domains[i]);
     free(p->hostname);
     free(p);
 }
