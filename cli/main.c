@@ -5,6 +5,7 @@
  */
 #include "options.h"
 #include "privdrop.h"
+#include "workers.h"
 #include "smtpd.h"
 
 #include <dlfcn.h>
@@ -33,6 +34,7 @@ static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 struct run {
     struct smtpd_server *srv;
     struct event *sigint, *sigterm;
+    struct workers workers;
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -40,6 +42,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct run *r = arg;
     (void)what;
     log_stderr(NULL, SMTPD_LOG_INFO, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping");
+    workers_signal(&r->workers, (int)sig);
     smtpd_server_shutdown(r->srv, SHUTDOWN_GRACE_SECONDS);
     /* With the signal events gone the loop ends when the last client does;
      * a second signal gets the default action. */
@@ -201,6 +204,11 @@ static int serve(const struct options *o)
             goto out;
         }
     }
+    if (o->workers > 1 && workers_spawn(&r.workers, base, o->workers) != 0) {
+        fprintf(stderr, "smtpd: cannot start %u worker processes\n", o->workers);
+        rc = EX_OSERR;
+        goto out;
+    }
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
     r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
     if (!r.sigint || !r.sigterm || event_add(r.sigint, NULL) || event_add(r.sigterm, NULL)) {
@@ -210,6 +218,8 @@ static int serve(const struct options *o)
     }
     fflush(stderr);
     event_base_dispatch(base);
+    if (workers_wait(&r.workers) != 0)
+        rc = EX_SOFTWARE;
 out:
     if (r.sigint)
         event_free(r.sigint);

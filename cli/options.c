@@ -28,7 +28,9 @@ const char options_usage[] =
     "  -h, --help              print this text and exit\n"
     "      --decode-data       require UTF-8 message data; no 8BITMIME (not with -u)\n"
     "      --hostname NAME     name in the greeting (default: this machine's FQDN)\n"
-    "      --max-connections N simultaneous clients (default 1000; 0: no limit)\n"
+    "      --workers N         processes serving the same addresses (default 1)\n"
+    "      --max-connections N simultaneous clients per worker (default 1000; 0: no\n"
+    "                          limit)\n"
     "      --command-timeout S seconds to wait for a command (default 300)\n"
     "      --data-timeout S    seconds to wait for message data (default 300)\n"
     "      --max-connections-per-ip N\n"
@@ -67,7 +69,8 @@ enum {
     OPT_MIN_RATE,
     OPT_BARE_LF,
     OPT_MAILMAN_LMTP,
-    OPT_MAILMAN_DOMAINS
+    OPT_MAILMAN_DOMAINS,
+    OPT_WORKERS
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +94,7 @@ static const struct option long_opts[] = {
     {"bare-lf", required_argument, NULL, OPT_BARE_LF},
     {"mailman-lmtp", required_argument, NULL, OPT_MAILMAN_LMTP},
     {"mailman-domains", required_argument, NULL, OPT_MAILMAN_DOMAINS},
+    {"workers", required_argument, NULL, OPT_WORKERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -119,6 +123,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .relay_timeout = 60,
         .mailman_lmtp = "127.0.0.1:8024",
         .max_errors = 10,
+        .workers = 1,
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .local = "localhost:8025",
         .remote = "localhost:25",
@@ -181,6 +186,13 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                          optarg);
                 return -1;
             }
+            break;
+        case OPT_WORKERS:
+            if (!parse_num(optarg, 64, &v) || v == 0) {
+                snprintf(err, errsz, "invalid --workers '%s' (1 to 64)", optarg);
+                return -1;
+            }
+            o->workers = (unsigned)v;
             break;
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:

@@ -21,6 +21,7 @@ struct options {
     unsigned max_connections;
     unsigned command_timeout;
     unsigned data_timeout;
+    unsigned workers;           /* processes serving the listeners */
     unsigned max_connections_per_ip;
     unsigned max_errors;
     unsigned min_data_rate;     /* bytes per second in DATA, 0 = none */
