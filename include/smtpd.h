@@ -24,6 +24,9 @@
 extern "C" {
 #endif
 
+/** Marks the library's exported functions; everything else is hidden. */
+#define SMTPD_API __attribute__((visibility("default")))
+
 /** Library version, also sent in the 220 greeting. */
 #define SMTPD_VERSION "0.1.0"
 
@@ -42,7 +45,7 @@ enum smtpd_err {
 };
 
 /** A constant English text for an error code. Never NULL. */
-const char *smtpd_strerror(enum smtpd_err err);
+SMTPD_API const char *smtpd_strerror(enum smtpd_err err);
 
 /** Log levels of the log callback, most severe first. */
 enum smtpd_log_level {
@@ -123,7 +126,7 @@ struct smtpd_config {
 };
 
 /** Fill @p cfg with the defaults documented above. */
-void smtpd_config_init(struct smtpd_config *cfg);
+SMTPD_API void smtpd_config_init(struct smtpd_config *cfg);
 
 /**
  * One client session (smtpd's SMTPChannel). Owned by the library; a handler
@@ -203,22 +206,22 @@ struct smtpd_handler {
  * @return SMTPD_OK, or SMTPD_ERR_STATE when nothing is waiting for an answer,
  *         SMTPD_ERR_CONFIG for a code out of range.
  */
-enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
+SMTPD_API enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
                            const char *text);
 
 /** Per-session pointer for the handler; NULL until set. */
-void smtpd_session_set_data(struct smtpd_session *s, void *data);
-void *smtpd_session_data(const struct smtpd_session *s);
+SMTPD_API void smtpd_session_set_data(struct smtpd_session *s, void *data);
+SMTPD_API void *smtpd_session_data(const struct smtpd_session *s);
 /** Client IP address (numeric text, valid for the session's life) and port. */
-const char *smtpd_session_peer_addr(const struct smtpd_session *s);
-uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
+SMTPD_API const char *smtpd_session_peer_addr(const struct smtpd_session *s);
+SMTPD_API uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
 /** HELO/EHLO argument so far, or NULL before the greeting. */
-const char *smtpd_session_helo(const struct smtpd_session *s);
+SMTPD_API const char *smtpd_session_helo(const struct smtpd_session *s);
 /** Whether the client greeted with EHLO (ESMTP). */
-bool smtpd_session_esmtp(const struct smtpd_session *s);
+SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
 /** Log a line through the server's log callback, prefixed with the session
  *  id. @p fmt is printf-style; the caller escapes peer text (smtpd_escape). */
-void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
+SMTPD_API void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
                        const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /**
@@ -227,7 +230,7 @@ void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level
  * are kept, other bytes and backslash become \xNN or \\. Output that does not
  * fit is cut and ends in "...". @return the length written, without the NUL.
  */
-size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len);
+SMTPD_API size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len);
 
 /**
  * Insert the line "X-Peer: <peer_addr>" into message data as smtpd's
@@ -236,7 +239,7 @@ size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len);
  * @return a new buffer (free() it) holding the result, its length in
  *         @p out_len; NULL when out of memory.
  */
-char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len);
+SMTPD_API char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len);
 
 /** The listening server (smtpd's SMTPServer). */
 struct smtpd_server;
@@ -247,7 +250,7 @@ struct smtpd_server;
  * @return the server, or NULL with *err set: SMTPD_ERR_CONFIG (decode_data
  *         together with enable_smtputf8, or no on_message), SMTPD_ERR_NOMEM.
  */
-struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
+SMTPD_API struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
                                       const struct smtpd_handler *handler, enum smtpd_err *err);
 
 /**
@@ -258,24 +261,24 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
  * @return SMTPD_OK, SMTPD_ERR_ADDRESS, SMTPD_ERR_RESOLVE or SMTPD_ERR_BIND
  *         (errno tells why; addresses bound before the failure are kept).
  */
-enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport);
+SMTPD_API enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport);
 
 /** Number of listening sockets so far. */
-size_t smtpd_server_listener_count(const struct smtpd_server *srv);
+SMTPD_API size_t smtpd_server_listener_count(const struct smtpd_server *srv);
 
 /**
  * Address of listening socket @p i (0-based) as "host:port" text ("[::1]:25"
  * for IPv6) into @p buf of @p bufsz bytes. @return SMTPD_OK or
  * SMTPD_ERR_STATE when @p i is out of range.
  */
-enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
+SMTPD_API enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
                                     size_t bufsz);
 
 /** The event_base the server runs on, for handlers that do their own I/O. */
-struct event_base *smtpd_server_base(const struct smtpd_server *srv);
+SMTPD_API struct event_base *smtpd_server_base(const struct smtpd_server *srv);
 
 /** Number of client sessions open now. */
-size_t smtpd_server_session_count(const struct smtpd_server *srv);
+SMTPD_API size_t smtpd_server_session_count(const struct smtpd_server *srv);
 
 /**
  * Graceful shutdown: stop accepting, send "421 4.3.2" to idle clients and
@@ -284,11 +287,11 @@ size_t smtpd_server_session_count(const struct smtpd_server *srv);
  * holds no events, so event_base_dispatch() returns once the program's own
  * events are gone too. Calling it twice does nothing more.
  */
-void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds);
+SMTPD_API void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds);
 
 /** Close every listener and session at once (handlers get on_close) and free
  *  the server. NULL is allowed. */
-void smtpd_server_free(struct smtpd_server *srv);
+SMTPD_API void smtpd_server_free(struct smtpd_server *srv);
 
 /** Built-in handlers, as smtpd's classes. */
 
@@ -296,10 +299,10 @@ void smtpd_server_free(struct smtpd_server *srv);
  *  between "---------- MESSAGE FOLLOWS ----------" and
  *  "------------ END MESSAGE ------------", with X-Peer inserted, and flushes.
  *  @p out must outlive the server. */
-void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
+SMTPD_API void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
 
 /** Sink: accepts every message and discards it. */
-void smtpd_sink_handler(struct smtpd_handler *h);
+SMTPD_API void smtpd_sink_handler(struct smtpd_handler *h);
 
 /**
  * PureProxy and MailmanProxy: a relay to a smarthost, in real time. The upstream session
@@ -348,7 +351,7 @@ struct smtpd_proxy_config {
 };
 
 /** Fill @p cfg with the defaults documented above (upstream NULL). */
-void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg);
+SMTPD_API void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg);
 
 struct smtpd_proxy;
 
@@ -357,15 +360,15 @@ struct smtpd_proxy;
  * @return NULL with *err: SMTPD_ERR_ADDRESS (bad upstream), SMTPD_ERR_CONFIG
  *         (bad relay_networks), SMTPD_ERR_NOMEM.
  */
-struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
+SMTPD_API struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
                                     enum smtpd_err *err);
 
 /** Fill @p h with the relay's callbacks; @p p must outlive the server. */
-void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p);
+SMTPD_API void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p);
 
 /** Close idle upstream connections and free the relay, after the server
  *  that used it. NULL is allowed. */
-void smtpd_proxy_free(struct smtpd_proxy *p);
+SMTPD_API void smtpd_proxy_free(struct smtpd_proxy *p);
 
 /** The symbol a shared object loaded with `smtpd -c path.so` must export:
  *  fill @p h; @p argc/@p argv are the program's remaining positional
