@@ -30,6 +30,7 @@ struct conn {
     struct conn **head;
     bool closing;       /* the channel closed: free once output is sent */
     bool output_paused; /* reading stopped for output back-pressure */
+    bool eof;           /* the client closed its side: finish what it sent */
     enum chan_phase phase;
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
 };
@@ -96,6 +97,17 @@ static void check_data_rate(struct conn *c, const struct smtpd_config *cfg)
         channel_too_slow(c->chan);
 }
 
+/* The client half-closed: once what it sent has been answered (a pending
+ * handler included), close our side too. */
+static void finish_eof(struct conn *c)
+{
+    if (!c->eof || c->closing || channel_phase(c->chan) == PHASE_WAIT ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        return;
+    channel_lost(c->chan, "eof");
+    tr_close(c);
+}
+
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -113,6 +125,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
         return;
     update_timeouts(c, &c->params->cfg);
     check_data_rate(c, &c->params->cfg);
+    finish_eof(c);
     if (c->closing)
         return;
     if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_HIGH) {
@@ -143,6 +156,11 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
         channel_timeout(c->chan);
+        return;
+    }
+    if (what == (BEV_EVENT_EOF | BEV_EVENT_READING) && !c->closing) {
+        c->eof = true;
+        conn_read(bev, c);
         return;
     }
     channel_lost(c->chan, (what & BEV_EVENT_EOF)       ? "eof"

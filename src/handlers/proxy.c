@@ -109,7 +109,7 @@ static void log_relayed(struct relay *r, struct leg *l, const struct client_repl
  * permanent one. */
 static int severity(int code)
 {
-    return code < 300 ? 0 : code >= 500 ? 1 : 2;
+    return code == 0 ? -1 : code < 300 ? 0 : code >= 500 ? 1 : 2;
 }
 
 static void rcpt_at_smarthost(struct relay *r)
@@ -307,9 +307,7 @@ static enum smtpd_verdict proxy_message(void *arg, struct smtpd_session *s,
     }
     r->step = RS_DATA;
     r->legs_left = n;
-    r->worst = (struct client_reply){.code = 250, .last = true};
-    snprintf(r->worst.enh, sizeof(r->worst.enh), "2.0.0");
-    snprintf(r->worst.text, sizeof(r->worst.text), "OK");
+    r->worst = (struct client_reply){.code = 0}; /* any reply beats it */
     for (int i = 0; i < 2; i++)
         if (data[i])
             leg_data(legs[i], data[i], len[i]);
