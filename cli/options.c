@@ -112,6 +112,23 @@ static bool parse_num(const char *s, unsigned long long max, unsigned long long 
     return true;
 }
 
+static const char *option_name(int c)
+{
+    for (const struct option *lo = long_opts; lo->name; lo++)
+        if (lo->val == c)
+            return lo->name;
+    return "?";
+}
+
+/* "host:port" or "[v6]:port" with a port number, as smtpd's "remote spec";
+ * @p any_host: ":port" (every address) is allowed too. */
+static bool valid_hostport(const char *hp, bool any_host)
+{
+    const char *colon = strrchr(hp, ':');
+    unsigned long long port;
+    return colon && (any_host || colon != hp) && parse_num(colon + 1, 65535, &port);
+}
+
 int options_parse(struct options *o, int argc, char **argv, char *err, size_t errsz)
 {
     *o = (struct options){
@@ -202,7 +219,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_DATA_TIMEOUT:
         case OPT_RELAY_TIMEOUT:
             if (!parse_num(optarg, UINT_MAX, &v)) {
-                snprintf(err, errsz, "invalid number for %s: '%s'", argv[optind - 1], optarg);
+                snprintf(err, errsz, "invalid number for --%s: '%s'", option_name(c), optarg);
                 return -1;
             }
             if (c == OPT_MAXCONN)
@@ -234,9 +251,18 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     }
     if (optind < argc)
         o->local = argv[optind++];
-    if (optind < argc)
+    /* A shared-object handler gets every argument after localhost:port. */
+    if (optind < argc && !strchr(o->class_name, '/'))
         o->remote = argv[optind++];
     o->n_extra = argc - optind;
     o->extra = argv + optind;
+    if (!valid_hostport(o->local, true)) {
+        snprintf(err, errsz, "bad local address '%s' (expected host:port)", o->local);
+        return -1;
+    }
+    if (!strchr(o->class_name, '/') && !valid_hostport(o->remote, false)) {
+        snprintf(err, errsz, "bad remote address '%s' (expected host:port)", o->remote);
+        return -1;
+    }
     return 0;
 }

@@ -32,7 +32,7 @@ struct options {
     unsigned relay_timeout;     /* --relay-timeout: seconds per upstream step */
     const char *local;       /* localhost:localport */
     const char *remote;      /* remotehost:remoteport */
-    int n_extra;             /* further positional arguments, for plugins */
+    int n_extra;             /* arguments after localhost:port, for a .so handler */
     char **extra;
 };
 

@@ -60,6 +60,7 @@ struct smtpd_session {
 
     struct line_reader lr;
     struct txn txn;
+    struct smtpd_message msg; /* handed to on_message; valid until answered */
 
     /* The handler step awaiting an answer, and the answer once given. */
     enum pending_step step;
@@ -149,6 +150,10 @@ static void log_wire(const struct smtpd_session *s, const char *dir, const char 
 
 static void send_raw(struct smtpd_session *s, const char *buf, size_t len)
 {
+    /* After QUIT, a timeout or a shutdown nothing more goes out (a late
+     * handler answer included). */
+    if (s->state == ST_CLOSED)
+        return;
     log_wire(s, ">", buf, len);
     s->tr->write(s->io, buf, len);
 }
@@ -751,7 +756,7 @@ static void end_of_data(struct smtpd_session *s)
         txn_clear(s);
         return;
     }
-    struct smtpd_message m = {
+    s->msg = (struct smtpd_message){
         .peer_addr = s->peer_addr,
         .peer_port = s->peer_port,
         .helo = s->helo,
@@ -769,7 +774,7 @@ static void end_of_data(struct smtpd_session *s)
     };
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_DATA);
-    ask(s, h->on_message(h->arg, s, &m));
+    ask(s, h->on_message(h->arg, s, &s->msg));
 }
 
 static void command_line(struct smtpd_session *s, const char *line, size_t len)

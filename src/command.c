@@ -179,12 +179,13 @@ bool cmd_parse_path(const char *arg, size_t len, const char *keyword, struct pat
     const char *q;
     if (*p == '<') {
         p++;
-        if (p < end && *p == '@') {
+        bool route = p < end && *p == '@';
+        if (route) {
             p = scan_route(p, end);
             if (!p)
                 return false;
         }
-        if (p < end && *p == '>') {
+        if (p < end && *p == '>' && !route) {
             out->null_path = true;
             out->addr = p;
             q = p;

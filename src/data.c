@@ -9,6 +9,7 @@ void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_polic
     de->state = DATA_LINE_START;
     de->policy = policy;
     de->bare = false;
+    de->soft_line = false;
     de->prev_cr = false;
     de->raw = 0;
     de->limit = limit;
@@ -19,7 +20,7 @@ void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_polic
  * by the final CRLF, hence limit + 2. */
 static bool put(struct data_engine *de, struct data_buf *out, const char *p, size_t n)
 {
-    if (de->too_much)
+    if (de->too_much || n == 0)
         return true;
     if (de->limit && de->raw > de->limit + 2) {
         de->too_much = true;
@@ -81,6 +82,7 @@ static enum data_result mid_strict(struct data_engine *de, struct data_buf *out,
             de->raw += k;
             *used = k;
             de->state = DATA_LINE_START;
+            de->soft_line = true;
             return put(de, out, p, upto) && put(de, out, "\r\n", 2) ? DATA_NEED_MORE
                                                                      : DATA_NOMEM;
         }
@@ -118,6 +120,7 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
                 de->bare = true;
                 de->raw += 2;
                 de->state = DATA_LINE_START;
+                de->soft_line = true;
                 i++;
                 r = put(de, out, ".\r\n", 3) ? DATA_NEED_MORE : DATA_NOMEM;
             } else {
@@ -127,6 +130,16 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
             }
             break;
         case DATA_DOT_CR:
+            if (in[i] == '\n' && de->soft_line) {
+                /* ".\r\n" after a bare line end: data. Only a real
+                 * <CRLF>.<CRLF> ends the message. */
+                de->raw += 3;
+                i++;
+                de->state = DATA_LINE_START;
+                de->soft_line = false;
+                r = put(de, out, ".\r\n", 3) ? DATA_NEED_MORE : DATA_NOMEM;
+                break;
+            }
             if (in[i] == '\n') {
                 *consumed = i + 1;
                 return DATA_END;
@@ -137,6 +150,7 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
             if (normalize) {
                 /* ".\r" and a bare CR: a "." data line. */
                 de->state = DATA_LINE_START;
+                de->soft_line = true;
                 r = put(de, out, ".\r\n", 3) ? DATA_NEED_MORE : DATA_NOMEM;
             } else {
                 /* The dot was stuffing; the CR is data. */
@@ -150,11 +164,13 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
                 de->raw++;
                 i++;
                 de->state = DATA_LINE_START;
+                de->soft_line = false;
                 r = put(de, out, "\n", 1) ? DATA_NEED_MORE : DATA_NOMEM;
             } else {
                 de->bare = true;
                 if (normalize) {
                     de->state = DATA_LINE_START;
+                    de->soft_line = true;
                     r = put(de, out, "\n", 1) ? DATA_NEED_MORE : DATA_NOMEM;
                 } else {
                     de->state = DATA_MID;

@@ -22,12 +22,10 @@ static size_t end_of_headers(const char *data, size_t len)
 
 char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len)
 {
-    char line[128];
-    int n = snprintf(line, sizeof(line), "X-Peer: %s\r\n", peer_addr);
-    size_t ll = n < 0 ? 0 : (size_t)n;
     size_t at = end_of_headers(data, len);
     /* Data that does not end in a line end gets one before X-Peer. */
     bool need_eol = at == len && len > 0 && data[len - 1] != '\n';
+    size_t ll = strlen("X-Peer: \r\n") + strlen(peer_addr);
     char *out = malloc(len + ll + 3);
     if (!out)
         return NULL;
@@ -38,8 +36,7 @@ char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, s
         memcpy(out + o, "\r\n", 2);
         o += 2;
     }
-    memcpy(out + o, line, ll);
-    o += ll;
+    o += (size_t)sprintf(out + o, "X-Peer: %s\r\n", peer_addr);
     memcpy(out + o, data + at, len - at);
     o += len - at;
     *out_len = o;

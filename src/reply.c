@@ -65,40 +65,54 @@ bool utf8_valid(const char *s, size_t len)
     return true;
 }
 
-size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len)
+/* Escape one unit (a byte, or a whole UTF-8 sequence) at p into tmp. C0 and
+ * C1 controls (U+0080..U+009F), DEL and invalid bytes become \xNN. */
+static size_t escape_unit(const unsigned char *p, size_t len, char *tmp, size_t *took)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t seq = p[0] >= 0x80 ? utf8_seq_len(p, len) : 0;
+    bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+    if (seq > 0 && !c1) {
+        memcpy(tmp, p, seq);
+        *took = seq;
+        return seq;
+    }
+    *took = 1;
+    if (p[0] == '\\') {
+        memcpy(tmp, "\\\\", 2);
+        return 2;
+    }
+    if (p[0] >= 0x20 && p[0] < 0x7f) {
+        tmp[0] = (char)p[0];
+        return 1;
+    }
+    tmp[0] = '\\';
+    tmp[1] = 'x';
+    tmp[2] = hex[p[0] >> 4];
+    tmp[3] = hex[p[0] & 0xf];
+    return 4;
+}
+
+size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len)
+{
     const unsigned char *p = (const unsigned char *)in;
     size_t o = 0;
+    /* Ends of the last few units written, to cut at a unit boundary. */
+    size_t ends[4] = {0, 0, 0, 0};
     if (outsz == 0)
         return 0;
     for (size_t i = 0; i < len;) {
         char tmp[8];
-        size_t tn;
-        size_t seq = p[i] >= 0x80 ? utf8_seq_len(p + i, len - i) : 0;
-        if (seq > 0) {
-            memcpy(tmp, p + i, seq);
-            tn = seq;
-        } else if (p[i] == '\\') {
-            memcpy(tmp, "\\\\", 2);
-            tn = 2;
-            seq = 1;
-        } else if (p[i] >= 0x20 && p[i] < 0x7f) {
-            tmp[0] = (char)p[i];
-            tn = 1;
-            seq = 1;
-        } else {
-            tmp[0] = '\\';
-            tmp[1] = 'x';
-            tmp[2] = hex[p[i] >> 4];
-            tmp[3] = hex[p[i] & 0xf];
-            tn = 4;
-            seq = 1;
-        }
+        size_t took;
+        size_t tn = escape_unit(p + i, len - i, tmp, &took);
         if (o + tn + 1 > outsz) {
-            /* Cut: end in "..." when there is room for it. */
+            /* Cut after the last whole unit that leaves room for "...". */
             if (outsz >= 4) {
-                o = o + 4 > outsz ? outsz - 4 : o;
+                size_t cut = 0;
+                for (int k = 0; k < 4; k++)
+                    if (ends[k] + 4 <= outsz && ends[k] > cut)
+                        cut = ends[k];
+                o = cut;
                 memcpy(out + o, "...", 3);
                 o += 3;
             }
@@ -106,7 +120,9 @@ size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len)
         }
         memcpy(out + o, tmp, tn);
         o += tn;
-        i += seq;
+        i += took;
+        memmove(ends, ends + 1, 3 * sizeof(ends[0]));
+        ends[3] = o;
     }
     out[o] = '\0';
     return o;
