@@ -19,6 +19,8 @@
 #define COMMAND_LINE_LIMIT 512
 #define SIZE_PARAM_EXTRA 26
 #define SMTPUTF8_PARAM_EXTRA 10
+/* Largest data buffer a session keeps between messages, in bytes. */
+#define DATA_BUF_KEEP (64 * 1024)
 
 enum chan_state {
     ST_COMMAND, /* reading command lines */
@@ -190,8 +192,16 @@ static void txn_clear(struct smtpd_session *s)
     free(t->reverse_path);
     free_strv(t->mail_options, t->n_mail_options);
     free_strv(t->forward_paths, t->n_forward_paths);
-    free(t->data.p);
+    /* Keep a modest data buffer for the next message: no malloc/free per
+     * message on a busy session. */
+    struct data_buf keep = t->data;
+    keep.len = 0;
+    if (keep.cap > DATA_BUF_KEEP) {
+        free(keep.p);
+        keep = (struct data_buf){0};
+    }
     memset(t, 0, sizeof(*t));
+    t->data = keep;
     if (had && s->params->handler.on_reset)
         s->params->handler.on_reset(s->params->handler.arg, s);
 }
