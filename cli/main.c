@@ -184,14 +184,15 @@ static int serve(const struct options *o)
         int e = errno;
         fprintf(stderr, "smtpd: cannot listen on %s: %s%s%s\n", o->local, smtpd_strerror(err),
                 err == SMTPD_ERR_BIND ? ": " : "", err == SMTPD_ERR_BIND ? strerror(e) : "");
-        rc = err == SMTPD_ERR_ADDRESS           ? EX_USAGE
+        rc = err == SMTPD_ERR_ADDRESS                                         ? EX_USAGE
              : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
-                                                                             : EX_UNAVAILABLE;
+                                                                              : EX_UNAVAILABLE;
         goto out;
     }
     for (size_t i = 0; i < smtpd_server_listener_count(r.srv); i++) {
-        char addr[80], line[128];
+        char addr[80];
         if (smtpd_server_address(r.srv, i, addr, sizeof(addr)) == SMTPD_OK) {
+            char line[128];
             snprintf(line, sizeof(line), "listening on %s", addr);
             log_stderr(NULL, SMTPD_LOG_INFO, line);
         }

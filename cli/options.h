@@ -15,24 +15,24 @@ struct options {
     bool version;
     bool smtputf8;
     bool decode_data;
-    const char *class_name;  /* -c: built-in class or path of a .so */
-    size_t size;             /* -s: bytes, 0 = no limit */
-    const char *hostname;    /* --hostname, NULL = FQDN */
+    const char *class_name; /* -c: built-in class or path of a .so */
+    size_t size;            /* -s: bytes, 0 = no limit */
+    const char *hostname;   /* --hostname, NULL = FQDN */
     unsigned max_connections;
     unsigned command_timeout;
     unsigned data_timeout;
-    unsigned workers;           /* processes serving the listeners */
+    unsigned workers; /* processes serving the listeners */
     unsigned max_connections_per_ip;
     unsigned max_errors;
-    unsigned min_data_rate;     /* bytes per second in DATA, 0 = none */
-    int bare_lf;                /* enum smtpd_bare_lf */
-    const char *relay_networks; /* --relay-networks, NULL = loopback */
-    const char *mailman_lmtp;   /* --mailman-lmtp host:port */
+    unsigned min_data_rate;      /* bytes per second in DATA, 0 = none */
+    int bare_lf;                 /* enum smtpd_bare_lf */
+    const char *relay_networks;  /* --relay-networks, NULL = loopback */
+    const char *mailman_lmtp;    /* --mailman-lmtp host:port */
     const char *mailman_domains; /* --mailman-domains, NULL = ask for all */
-    unsigned relay_timeout;     /* --relay-timeout: seconds per upstream step */
-    const char *local;       /* localhost:localport */
-    const char *remote;      /* remotehost:remoteport */
-    int n_extra;             /* arguments after localhost:port, for a .so handler */
+    unsigned relay_timeout;      /* --relay-timeout: seconds per upstream step */
+    const char *local;           /* localhost:localport */
+    const char *remote;          /* remotehost:remoteport */
+    int n_extra;                 /* arguments after localhost:port, for a .so handler */
     char **extra;
 };
 

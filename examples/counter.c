@@ -17,9 +17,8 @@ struct counter {
     unsigned long limit;
 };
 
-static enum smtpd_verdict counter_mail(void *arg, struct smtpd_session *s,
-                                       const char *reverse_path, const char *const *params,
-                                       size_t n_params)
+static enum smtpd_verdict counter_mail(void *arg, struct smtpd_session *s, const char *reverse_path,
+                                       const char *const *params, size_t n_params)
 {
     (void)arg;
     (void)params;

@@ -139,18 +139,18 @@ struct smtpd_session;
  *  the library and valid until the handler has answered (smtpd_reply()) or
  *  on_close() was called; copy what you need longer. */
 struct smtpd_message {
-    const char *peer_addr;         /**< client IP address, numeric text */
-    uint16_t peer_port;            /**< client TCP port */
-    const char *helo;              /**< HELO/EHLO argument */
-    const char *reverse_path;      /**< MAIL FROM address; "" for <> */
+    const char *peer_addr;            /**< client IP address, numeric text */
+    uint16_t peer_port;               /**< client TCP port */
+    const char *helo;                 /**< HELO/EHLO argument */
+    const char *reverse_path;         /**< MAIL FROM address; "" for <> */
     const char *const *forward_paths; /**< RCPT TO addresses, in order */
     size_t n_forward_paths;
     const char *const *mail_options; /**< MAIL parameters, upper-cased */
     size_t n_mail_options;
     const char *const *rcpt_options; /**< RCPT parameters, upper-cased */
     size_t n_rcpt_options;
-    bool smtputf8;                 /**< the client sent MAIL ... SMTPUTF8 */
-    bool esmtp;                    /**< the client greeted with EHLO */
+    bool smtputf8; /**< the client sent MAIL ... SMTPUTF8 */
+    bool esmtp;    /**< the client greeted with EHLO */
     /** Message data: dot-unstuffed, CRLF line ends kept, may hold NUL bytes.
      *  Not NUL-terminated. */
     const char *data;
@@ -207,7 +207,7 @@ struct smtpd_handler {
  *         SMTPD_ERR_CONFIG for a code out of range.
  */
 SMTPD_API enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
-                           const char *text);
+                                     const char *text);
 
 /** Per-session pointer for the handler; NULL until set. */
 SMTPD_API void smtpd_session_set_data(struct smtpd_session *s, void *data);
@@ -222,7 +222,7 @@ SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
 /** Log a line through the server's log callback, prefixed with the session
  *  id. @p fmt is printf-style; the caller escapes peer text (smtpd_escape). */
 SMTPD_API void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
-                       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                                 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /**
  * Escape @p len bytes of @p in for a log line into @p out (capacity
@@ -239,7 +239,8 @@ SMTPD_API size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t le
  * @return a new buffer (free() it) holding the result, its length in
  *         @p out_len; NULL when out of memory.
  */
-SMTPD_API char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len);
+SMTPD_API char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr,
+                                    size_t *out_len);
 
 /** The listening server (smtpd's SMTPServer). */
 struct smtpd_server;
@@ -250,8 +251,10 @@ struct smtpd_server;
  * @return the server, or NULL with *err set: SMTPD_ERR_CONFIG (decode_data
  *         together with enable_smtputf8, or no on_message), SMTPD_ERR_NOMEM.
  */
-SMTPD_API struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
-                                      const struct smtpd_handler *handler, enum smtpd_err *err);
+SMTPD_API struct smtpd_server *smtpd_server_new(struct event_base *base,
+                                                const struct smtpd_config *cfg,
+                                                const struct smtpd_handler *handler,
+                                                enum smtpd_err *err);
 
 /**
  * Listen on every address that @p hostport resolves to. @p hostport is
@@ -272,7 +275,7 @@ SMTPD_API size_t smtpd_server_listener_count(const struct smtpd_server *srv);
  * SMTPD_ERR_STATE when @p i is out of range.
  */
 SMTPD_API enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
-                                    size_t bufsz);
+                                              size_t bufsz);
 
 /** The event_base the server runs on, for handlers that do their own I/O. */
 SMTPD_API struct event_base *smtpd_server_base(const struct smtpd_server *srv);
@@ -360,8 +363,8 @@ struct smtpd_proxy;
  * @return NULL with *err: SMTPD_ERR_ADDRESS (bad upstream), SMTPD_ERR_CONFIG
  *         (bad relay_networks), SMTPD_ERR_NOMEM.
  */
-SMTPD_API struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
-                                    enum smtpd_err *err);
+SMTPD_API struct smtpd_proxy *
+smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg, enum smtpd_err *err);
 
 /** Fill @p h with the relay's callbacks; @p p must outlive the server. */
 SMTPD_API void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p);

@@ -20,7 +20,7 @@
 #define SIZE_PARAM_EXTRA 26
 #define SMTPUTF8_PARAM_EXTRA 10
 /* Largest data buffer a session keeps between messages, in bytes. */
-#define DATA_BUF_KEEP (64 * 1024)
+#define DATA_BUF_KEEP ((size_t)64 * 1024)
 
 enum chan_state {
     ST_COMMAND, /* reading command lines */
@@ -52,10 +52,10 @@ struct smtpd_session {
     void *user_data;
 
     enum chan_state state;
-    char *helo;    /* HELO/EHLO argument, NULL before */
-    bool extended; /* EHLO was used: enhanced codes, bigger MAIL lines */
-    bool draining; /* server shutdown: close when idle */
-    bool in_feed;  /* inside channel_feed(): completions need no resume */
+    char *helo;       /* HELO/EHLO argument, NULL before */
+    bool extended;    /* EHLO was used: enhanced codes, bigger MAIL lines */
+    bool draining;    /* server shutdown: close when idle */
+    bool in_feed;     /* inside channel_feed(): completions need no resume */
     bool in_callback; /* inside a handler callback: answers are applied on return */
     unsigned long n_messages;
     unsigned errors; /* replies to bad commands, for max_errors */
@@ -110,8 +110,8 @@ static const struct command {
 
 /* ---- logging ---- */
 
-static void vlog_session(const struct smtpd_session *s, enum smtpd_log_level level,
-                         const char *fmt, va_list ap)
+static void vlog_session(const struct smtpd_session *s, enum smtpd_log_level level, const char *fmt,
+                         va_list ap)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
     if (!cfg->log || level > cfg->log_level)
@@ -122,8 +122,8 @@ static void vlog_session(const struct smtpd_session *s, enum smtpd_log_level lev
     cfg->log(cfg->log_arg, level, line);
 }
 
-void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
-                       const char *fmt, ...)
+void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level, const char *fmt,
+                       ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -300,7 +300,6 @@ enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanc
     }
     return SMTPD_OK;
 }
-
 
 /* Mark the start of a handler call for @p step; its verdict goes to ask(). */
 static void begin_step(struct smtpd_session *s, enum pending_step step)
@@ -516,8 +515,7 @@ static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_MAIL);
     ask(s, h->on_mail ? h->on_mail(h->arg, s, s->txn.reverse_path,
-                                   (const char *const *)s->txn.mail_options,
-                                   s->txn.n_mail_options)
+                                   (const char *const *)s->txn.mail_options, s->txn.n_mail_options)
                       : SMTPD_DONE);
 }
 
@@ -636,8 +634,7 @@ static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len)
         n -= 2;
     }
     if (cmd_valid_mailbox(a, n))
-        reply(s, 252, "2.5.2",
-              "Cannot VRFY user, but will accept message and attempt delivery");
+        reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
     else
         reply(s, 502, "5.5.2", "Could not VRFY that address");
 }
@@ -833,7 +830,8 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
 static size_t line_limit(const struct smtpd_session *s)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
-    return COMMAND_LINE_LIMIT + SIZE_PARAM_EXTRA + (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
+    return COMMAND_LINE_LIMIT + SIZE_PARAM_EXTRA +
+           (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
 }
 
 static void shutdown_now(struct smtpd_session *s)
@@ -869,8 +867,8 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
         }
         const char *line;
         size_t n;
-        enum line_result r = line_next(&s->lr, line_limit(s), buf + off, len - off, &used, &line,
-                                       &n);
+        enum line_result r =
+            line_next(&s->lr, line_limit(s), buf + off, len - off, &used, &line, &n);
         off += used;
         if (r == LINE_OK)
             command_line(s, line, n);
@@ -891,9 +889,9 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
 
 /* ---- life cycle ---- */
 
-struct smtpd_session *channel_new(const struct chan_params *params,
-                                  const struct chan_transport *tr, void *io,
-                                  const char *peer_addr, uint16_t peer_port, unsigned long id)
+struct smtpd_session *channel_new(const struct chan_params *params, const struct chan_transport *tr,
+                                  void *io, const char *peer_addr, uint16_t peer_port,
+                                  unsigned long id)
 {
     struct smtpd_session *s = calloc(1, sizeof(*s));
     if (!s)

@@ -41,9 +41,9 @@ enum chan_phase {
 };
 
 /** Create a channel for a client. @p peer_addr is copied. NULL: no memory. */
-struct smtpd_session *channel_new(const struct chan_params *params,
-                                  const struct chan_transport *tr, void *io,
-                                  const char *peer_addr, uint16_t peer_port, unsigned long id);
+struct smtpd_session *channel_new(const struct chan_params *params, const struct chan_transport *tr,
+                                  void *io, const char *peer_addr, uint16_t peer_port,
+                                  unsigned long id);
 
 /** Run on_connect and send the greeting (or the refusal). */
 void channel_start(struct smtpd_session *s);

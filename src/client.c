@@ -50,16 +50,17 @@ struct smtp_client {
     /* Data for the DATA step, sent after 354. */
     char *data;
     size_t data_len;
-    unsigned rcpts_ok;   /* accepted RCPTs in this transaction (LMTP) */
-    unsigned lmtp_left;  /* LMTP replies still due after the final dot */
-    int busy;            /* inside a user callback */
-    bool closed;         /* client_close() was called */
+    unsigned rcpts_ok;  /* accepted RCPTs in this transaction (LMTP) */
+    unsigned lmtp_left; /* LMTP replies still due after the final dot */
+    int busy;           /* inside a user callback */
+    bool closed;        /* client_close() was called */
 };
 
-static void client_log(const struct smtp_client *c, enum smtpd_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void client_log(const struct smtp_client *c, enum smtpd_log_level level, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
 
-static void client_log(const struct smtp_client *c, enum smtpd_log_level level, const char *fmt, ...)
+static void client_log(const struct smtp_client *c, enum smtpd_log_level level, const char *fmt,
+                       ...)
 {
     if (!c->cfg.log || level > c->cfg.log_level)
         return;
@@ -248,8 +249,8 @@ static void send_data(struct smtp_client *c)
         p += len;
         n -= len;
     }
-    if (c->data_len > 0 && !(c->data_len >= 2 && c->data[c->data_len - 2] == '\r' &&
-                             c->data[c->data_len - 1] == '\n'))
+    if (c->data_len > 0 &&
+        !(c->data_len >= 2 && c->data[c->data_len - 2] == '\r' && c->data[c->data_len - 1] == '\n'))
         evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, ".\r\n", 3);
     client_log(c, SMTPD_LOG_DEBUG, "> (%zu bytes of data) .", c->data_len);
@@ -500,8 +501,8 @@ static bool start(struct smtp_client *c, client_cb cb, void *arg)
     return false;
 }
 
-void client_mail(struct smtp_client *c, const char *reverse_path, const char *params,
-                 client_cb cb, void *arg)
+void client_mail(struct smtp_client *c, const char *reverse_path, const char *params, client_cb cb,
+                 void *arg)
 {
     if (!start(c, cb, arg))
         return;

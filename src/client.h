@@ -28,10 +28,10 @@ enum client_ext {
 
 /** One upstream reply, or one made by the client when the upstream failed. */
 struct client_reply {
-    int code;       /* reply code; for local failures 451 or 421 */
-    bool local;     /* made here: upstream unreachable, dropped, timed out */
-    bool last;      /* the last reply of this step (LMTP DATA has several) */
-    char enh[16];   /* enhanced status code, "" when there was none */
+    int code;                  /* reply code; for local failures 451 or 421 */
+    bool local;                /* made here: upstream unreachable, dropped, timed out */
+    bool last;                 /* the last reply of this step (LMTP DATA has several) */
+    char enh[16];              /* enhanced status code, "" when there was none */
     char text[REPLY_LINE_MAX]; /* text of the first line, without enh */
 };
 
@@ -44,7 +44,7 @@ struct client_config {
     const char *port;
     const char *helo_name; /* our name in EHLO/LHLO */
     bool lmtp;
-    unsigned timeout;      /* seconds for each step (connect, each reply) */
+    unsigned timeout; /* seconds for each step (connect, each reply) */
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;
@@ -65,8 +65,8 @@ bool client_ready(const struct smtp_client *c);
 
 /** MAIL FROM:<@p reverse_path>@p params (params start with a space or are
  *  ""). Only when client_ready(). */
-void client_mail(struct smtp_client *c, const char *reverse_path, const char *params,
-                 client_cb cb, void *arg);
+void client_mail(struct smtp_client *c, const char *reverse_path, const char *params, client_cb cb,
+                 void *arg);
 /** RCPT TO:<@p forward_path>. */
 void client_rcpt(struct smtp_client *c, const char *forward_path, client_cb cb, void *arg);
 /** DATA, then @p data (CRLF line ends; dot-stuffed here) and the final dot.

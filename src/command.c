@@ -4,7 +4,7 @@
 #include <string.h>
 
 static const char *const verb_names[CMD_COUNT] = {
-    [CMD_UNKNOWN] = "", [CMD_HELO] = "HELO", [CMD_EHLO] = "EHLO", [CMD_MAIL] = "MAIL",
+    [CMD_UNKNOWN] = "",  [CMD_HELO] = "HELO", [CMD_EHLO] = "EHLO", [CMD_MAIL] = "MAIL",
     [CMD_RCPT] = "RCPT", [CMD_DATA] = "DATA", [CMD_RSET] = "RSET", [CMD_NOOP] = "NOOP",
     [CMD_QUIT] = "QUIT", [CMD_VRFY] = "VRFY", [CMD_EXPN] = "EXPN", [CMD_HELP] = "HELP",
 };

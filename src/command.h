@@ -38,10 +38,10 @@ const char *cmd_name(enum cmd_verb verb);
 
 /** A parsed "FROM:<path> params" or "TO:<path> params" argument. */
 struct path_arg {
-    const char *addr; /* mailbox without brackets and source route */
-    size_t addr_len;  /* 0 for the null path <> */
-    bool null_path;   /* the path was <> */
-    bool non_ascii;   /* the mailbox holds UTF-8 (needs SMTPUTF8) */
+    const char *addr;   /* mailbox without brackets and source route */
+    size_t addr_len;    /* 0 for the null path <> */
+    bool null_path;     /* the path was <> */
+    bool non_ascii;     /* the mailbox holds UTF-8 (needs SMTPUTF8) */
     const char *params; /* the parameters after the path, trimmed */
     size_t params_len;
 };

@@ -17,9 +17,9 @@
 
 /* A client that pipelines without reading its replies stops being read once
  * this many reply bytes wait, until they are all sent. */
-#define OUTPUT_HIGH (64 * 1024)
+#define OUTPUT_HIGH ((size_t)64 * 1024)
 /* Input held while a handler is pending, before reading stops. */
-#define INPUT_HIGH (256 * 1024)
+#define INPUT_HIGH ((size_t)256 * 1024)
 
 struct conn {
     struct smtpd_server *srv;

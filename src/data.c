@@ -83,8 +83,7 @@ static enum data_result mid_strict(struct data_engine *de, struct data_buf *out,
             *used = k;
             de->state = DATA_LINE_START;
             de->soft_line = true;
-            return put(de, out, p, upto) && put(de, out, "\r\n", 2) ? DATA_NEED_MORE
-                                                                     : DATA_NOMEM;
+            return put(de, out, p, upto) && put(de, out, "\r\n", 2) ? DATA_NEED_MORE : DATA_NOMEM;
         }
     } else {
         k = n;

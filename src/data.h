@@ -35,13 +35,13 @@ enum data_bare_policy {
 struct data_engine {
     enum data_state state;
     enum data_bare_policy policy;
-    bool bare;         /* a bare CR or LF was seen */
-    bool soft_line;    /* BARE_NORMALIZE: this line began after a bare CR/LF,
-                          so a "." line here is data, never the end */
-    bool prev_cr;      /* BARE_ACCEPT: last byte taken inside a line was CR */
-    size_t raw;        /* wire octets taken before the end line */
-    size_t limit;      /* size limit in octets, 0 = none */
-    bool too_much;     /* over the limit: nothing more is stored */
+    bool bare;      /* a bare CR or LF was seen */
+    bool soft_line; /* BARE_NORMALIZE: this line began after a bare CR/LF,
+                       so a "." line here is data, never the end */
+    bool prev_cr;   /* BARE_ACCEPT: last byte taken inside a line was CR */
+    size_t raw;     /* wire octets taken before the end line */
+    size_t limit;   /* size limit in octets, 0 = none */
+    bool too_much;  /* over the limit: nothing more is stored */
 };
 
 enum data_result {

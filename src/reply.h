@@ -26,8 +26,6 @@ bool utf8_valid(const char *s, size_t len);
 /** Length of the valid UTF-8 sequence at @p s (at most @p len bytes), or 0. */
 size_t utf8_seq_len(const unsigned char *s, size_t len);
 
-
-
 /**
  * Parse one line of a server reply (RFC 5321 4.2): three digits 200..599,
  * then '-' (more lines follow), ' ' or nothing, then text.

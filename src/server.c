@@ -72,11 +72,11 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->log_level = SMTPD_LOG_INFO;
 }
 
-static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level,
-                       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
 
-static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level,
-                       const char *fmt, ...)
+static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level, const char *fmt,
+                       ...)
 {
     const struct smtpd_config *cfg = &srv->params.cfg;
     if (!cfg->log || level > cfg->log_level)
@@ -242,14 +242,13 @@ static bool split_hostport(const char *hp, char *host, size_t hostsz, char *port
         return false;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    strcpy(port, colon + 1);
+    memcpy(port, colon + 1, strlen(colon + 1) + 1);
     return true;
 }
 
 static int listen_socket(const struct addrinfo *ai)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -1;
     int one = 1;
@@ -298,7 +297,7 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
             break;
         }
         struct evconnlistener **v =
-            realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(*srv->listeners));
+            realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(struct evconnlistener *));
         struct evconnlistener *l =
             v ? evconnlistener_new(srv->base, accept_conn, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd)
               : NULL;
@@ -316,9 +315,8 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
             socklen_t sl = sizeof(ss);
             if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
                 snprintf(chosen, sizeof(chosen), "%u",
-                         ntohs(ss.ss_family == AF_INET
-                                   ? ((struct sockaddr_in *)&ss)->sin_port
-                                   : ((struct sockaddr_in6 *)&ss)->sin6_port));
+                         ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                       : ((struct sockaddr_in6 *)&ss)->sin6_port));
         }
     }
     int e = errno;

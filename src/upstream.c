@@ -48,7 +48,7 @@ static bool split(const char *hp, char *host, size_t hostsz, char *port, size_t 
         return false;
     memcpy(host, hp, hl);
     host[hl] = '\0';
-    strcpy(port, colon + 1);
+    memcpy(port, colon + 1, strlen(colon + 1) + 1);
     return true;
 }
 
@@ -59,7 +59,8 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
         *err = SMTPD_ERR_NOMEM;
         return NULL;
     }
-    if (!cfg->hostport || !split(cfg->hostport, u->host, sizeof(u->host), u->port, sizeof(u->port))) {
+    if (!cfg->hostport ||
+        !split(cfg->hostport, u->host, sizeof(u->host), u->port, sizeof(u->port))) {
         free(u);
         *err = SMTPD_ERR_ADDRESS;
         return NULL;
@@ -397,7 +398,8 @@ static void header_safe(char *out, size_t outsz, const char *in)
     size_t o = 0;
     for (; *in && o + 1 < outsz; in++) {
         unsigned char ch = (unsigned char)*in;
-        out[o++] = (ch >= 0x21 && ch < 0x7f && ch != '(' && ch != ')') || ch >= 0x80 ? (char)ch : '?';
+        out[o++] =
+            (ch >= 0x21 && ch < 0x7f && ch != '(' && ch != ')') || ch >= 0x80 ? (char)ch : '?';
     }
     out[o] = '\0';
 }

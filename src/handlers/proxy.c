@@ -45,12 +45,12 @@ struct smtpd_proxy {
 /* Which answer the session waits for. */
 enum relay_step {
     RS_NONE,
-    RS_MAIL,        /* PureProxy: MAIL at the smarthost */
-    RS_LMTP_MAIL,   /* MailmanProxy: opening the LMTP transaction for a RCPT */
-    RS_LMTP_RCPT,   /* asking Mailman about a forward-path */
-    RS_SMART_MAIL,  /* MailmanProxy: opening the smarthost transaction */
-    RS_SMART_RCPT,  /* the forward-path at the smarthost */
-    RS_DATA,        /* the message at every leg that has recipients */
+    RS_MAIL,       /* PureProxy: MAIL at the smarthost */
+    RS_LMTP_MAIL,  /* MailmanProxy: opening the LMTP transaction for a RCPT */
+    RS_LMTP_RCPT,  /* asking Mailman about a forward-path */
+    RS_SMART_MAIL, /* MailmanProxy: opening the smarthost transaction */
+    RS_SMART_RCPT, /* the forward-path at the smarthost */
+    RS_DATA,       /* the message at every leg that has recipients */
 };
 
 /* The relay state of one client session. */
@@ -63,8 +63,8 @@ struct relay {
     char *reverse_path;
     char **params;
     size_t n_params;
-    char *forward_path; /* the RCPT in progress */
-    unsigned legs_left; /* DATA replies still due, per leg */
+    char *forward_path;        /* the RCPT in progress */
+    unsigned legs_left;        /* DATA replies still due, per leg */
     struct client_reply worst; /* the most serious DATA reply so far */
     struct timespec started;
 };
@@ -96,8 +96,8 @@ static void log_relayed(struct relay *r, struct leg *l, const struct client_repl
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - r->started.tv_sec) +
-                  (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
+    double secs =
+        (double)(now.tv_sec - r->started.tv_sec) + (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
     char text[300];
     smtpd_escape(text, sizeof(text), up->text, strlen(up->text));
     smtpd_session_log(r->s, SMTPD_LOG_INFO, "relayed via %s: %d%s%s %s (%.3f s)",
@@ -147,7 +147,8 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
     case RS_LMTP_MAIL:
         if (up->code >= 300) {
             /* Never a silent relay elsewhere: the client retries. */
-            answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
+            answer_local(r, 451, "4.4.1",
+                         "Error: mailing list server unavailable, try again later");
         } else {
             r->step = RS_LMTP_RCPT;
             leg_rcpt(&r->lmtp, r->forward_path);
@@ -157,7 +158,8 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
         if (up->code >= 500 && !up->local)
             rcpt_at_smarthost(r); /* not a Mailman address */
         else if (up->local)
-            answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
+            answer_local(r, 451, "4.4.1",
+                         "Error: mailing list server unavailable, try again later");
         else
             answer(r, up);
         break;
