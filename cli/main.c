@@ -33,6 +33,7 @@ static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 
 struct run {
     struct smtpd_server *srv;
+    struct smtpd_proxy *proxy;
     struct event *sigint, *sigterm;
     struct workers workers;
 };
@@ -44,6 +45,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     log_stderr(NULL, SMTPD_LOG_INFO, sig == SIGINT ? "SIGINT: stopping" : "SIGTERM: stopping");
     workers_signal(&r->workers, (int)sig);
     smtpd_server_shutdown(r->srv, SHUTDOWN_GRACE_SECONDS);
+    if (r->proxy)
+        smtpd_proxy_shutdown(r->proxy);
     /* With the signal events gone the loop ends when the last client does;
      * a second signal gets the default action. */
     event_del(r->sigint);
@@ -173,6 +176,7 @@ static int serve(const struct options *o)
     int rc = pick_class(o, base, &cs);
     if (rc != 0)
         goto out;
+    r.proxy = cs.proxy;
     r.srv = smtpd_server_new(base, &cfg, &cs.h, &err);
     if (!r.srv) {
         fprintf(stderr, "smtpd: %s\n", smtpd_strerror(err));
@@ -188,14 +192,6 @@ static int serve(const struct options *o)
              : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
                                                                               : EX_UNAVAILABLE;
         goto out;
-    }
-    for (size_t i = 0; i < smtpd_server_listener_count(r.srv); i++) {
-        char addr[80];
-        if (smtpd_server_address(r.srv, i, addr, sizeof(addr)) == SMTPD_OK) {
-            char line[128];
-            snprintf(line, sizeof(line), "listening on %s", addr);
-            log_stderr(NULL, SMTPD_LOG_INFO, line);
-        }
     }
     if (!o->nosetuid) {
         char why[256];
@@ -216,6 +212,15 @@ static int serve(const struct options *o)
         fprintf(stderr, "smtpd: cannot set up signal handling\n");
         rc = EX_OSERR;
         goto out;
+    }
+    /* Logged once the signals are handled: tests and scripts start there. */
+    for (size_t i = 0; !r.workers.child && i < smtpd_server_listener_count(r.srv); i++) {
+        char addr[80];
+        if (smtpd_server_address(r.srv, i, addr, sizeof(addr)) == SMTPD_OK) {
+            char line[128];
+            snprintf(line, sizeof(line), "listening on %s", addr);
+            log_stderr(NULL, SMTPD_LOG_INFO, line);
+        }
     }
     fflush(stderr);
     event_base_dispatch(base);

@@ -369,6 +369,11 @@ smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg, e
 /** Fill @p h with the relay's callbacks; @p p must outlive the server. */
 SMTPD_API void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p);
 
+/** Server shutdown: close the idle upstream connections and keep none from
+ *  now on (transactions in flight still finish), so that the event loop can
+ *  end. */
+SMTPD_API void smtpd_proxy_shutdown(struct smtpd_proxy *p);
+
 /** Close idle upstream connections and free the relay, after the server
  *  that used it. NULL is allowed. */
 SMTPD_API void smtpd_proxy_free(struct smtpd_proxy *p);

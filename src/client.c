@@ -557,6 +557,8 @@ void client_close(struct smtp_client *c)
         /* Best effort: the upstream learns we are done (RFC 5321 4.1.1.10). */
         send_line(c, "QUIT");
         struct evbuffer *out = bufferevent_get_output(c->bev);
+        /* A bufferevent keeps the front of its output frozen. */
+        evbuffer_unfreeze(out, 1);
         evbuffer_write(out, bufferevent_getfd(c->bev));
     }
     if (c->dns_req) {

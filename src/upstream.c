@@ -24,6 +24,7 @@ struct upstream {
     unsigned n_idle;
     /* Connections on their way back to the pool (RSET in flight). */
     struct pooled *returning;
+    bool closing; /* upstream_shutdown(): pool nothing more */
 };
 
 static bool split(const char *hp, char *host, size_t hostsz, char *port, size_t portsz)
@@ -117,7 +118,7 @@ static void pool_lost(void *arg, const struct client_reply *r)
 static void pool_put(struct upstream *u, struct smtp_client *c)
 {
     struct pooled *p = NULL;
-    if (client_ready(c) && u->n_idle < u->cfg.pool_size)
+    if (client_ready(c) && u->n_idle < u->cfg.pool_size && !u->closing)
         p = calloc(1, sizeof(*p));
     if (!p) {
         client_close(c);
@@ -171,16 +172,28 @@ static void pool_return_after_rset(struct upstream *u, struct smtp_client *c)
     client_rset(c, returned, p);
 }
 
-void upstream_free(struct upstream *u)
+static void close_idle(struct upstream *u)
 {
-    if (!u)
-        return;
     while (u->idle) {
         struct pooled *p = u->idle;
         u->idle = p->next;
         client_close(p->c);
         free(p);
     }
+    u->n_idle = 0;
+}
+
+void upstream_shutdown(struct upstream *u)
+{
+    u->closing = true;
+    close_idle(u);
+}
+
+void upstream_free(struct upstream *u)
+{
+    if (!u)
+        return;
+    close_idle(u);
     while (u->returning) {
         struct pooled *p = u->returning;
         u->returning = p->next;

@@ -398,9 +398,11 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     }
     p->n_nets = (size_t)n;
     p->hostname = cfg->hostname ? strdup(cfg->hostname) : fqdn_lookup();
-    p->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!p->dns) /* no resolv.conf: names still come from /etc/hosts */
-        p->dns = evdns_base_new(base, 0);
+    /* Inactive resolver sockets must not keep the event loop alive after a
+     * shutdown; the flag has to be set before resolv.conf is read. */
+    p->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (p->dns && evdns_base_resolv_conf_parse(p->dns, DNS_OPTIONS_ALL, "/etc/resolv.conf") != 0)
+        evdns_base_load_hosts(p->dns, NULL); /* no resolv.conf: /etc/hosts still */
     if (!p->hostname || !p->dns) {
         smtpd_proxy_free(p);
         *err = SMTPD_ERR_NOMEM;
@@ -429,6 +431,13 @@ void smtpd_proxy_handler(struct smtpd_handler *h, struct smtpd_proxy *p)
     h->on_reset = proxy_reset;
     h->on_close = proxy_close;
     h->arg = p;
+}
+
+void smtpd_proxy_shutdown(struct smtpd_proxy *p)
+{
+    upstream_shutdown(p->smarthost);
+    if (p->mailman)
+        upstream_shutdown(p->mailman);
 }
 
 void smtpd_proxy_free(struct smtpd_proxy *p)

@@ -1,0 +1,228 @@
+"""PureProxy reuses upstream connections (relay_pool).
+
+Messages from clients one after another go over fewer upstream connections
+than messages; a pooled connection that died (upstream restarted, or closed
+it unseen) costs the client nothing: the relay retries on a fresh one.
+"""
+
+import signal
+import threading
+import time
+import unittest
+
+import relay_harness as h
+
+
+class Pool(unittest.TestCase):
+
+    def setUp(self):
+        self.cleanups = []
+
+    def tearDown(self):
+        for f in reversed(self.cleanups):
+            f()
+
+    def recorder(self, **kw):
+        r = h.Recorder(**kw)
+        self.cleanups.append(r.cleanup)
+        return r
+
+    def proxy(self, port, *options):
+        p = h.Proxy(port, *options)
+        self.cleanups.append(p.close)
+        return p
+
+    def send(self, proxy, n_clients, per_client=1, tag="m"):
+        """Clients one after another, each on its own connection."""
+        sent = []
+        for i in range(n_clients):
+            with h.Client(proxy.port) as c:
+                for j in range(per_client):
+                    subject = "%s-%d-%d" % (tag, i, j)
+                    self.assertEqual(c.cmd("MAIL FROM:<a%d@example.com>" % i)[0], 250)
+                    self.assertEqual(c.cmd("RCPT TO:<b%d@example.com>" % j)[0], 250)
+                    d, end = c.data(h.message(subject=subject))
+                    self.assertEqual(end[0], 250, "%s: %r\n%s" % (subject, end,
+                                                                  proxy.stderr_text()))
+                    sent.append(subject)
+        return sent
+
+    def subjects(self, rec):
+        out = []
+        for m in rec.messages():
+            for line in m["data"].split(b"\r\n"):
+                if line.startswith(b"Subject: "):
+                    out.append(line[9:].decode())
+        return out
+
+    def test_sequential_clients_share_one_connection(self):
+        rec = self.recorder()
+        proxy = self.proxy(rec.port)
+        sent = self.send(proxy, 5) + self.send(proxy, 2, per_client=3, tag="multi")
+        msgs = rec.wait_messages(len(sent))
+        self.assertEqual(self.subjects(rec), sent)
+        conns = rec.connections()
+        self.assertLess(len(conns), len(sent))
+        # One after another, every message can take the same connection.
+        self.assertEqual(len(conns), 1, "upstream connections: %r" % conns)
+        self.assertEqual({tuple(m["peer"]) for m in msgs}, {tuple(conns[0]["peer"])})
+
+    def test_concurrent_clients(self):
+        rec = self.recorder()
+        proxy = self.proxy(rec.port)
+        errors = []
+        n_threads, per_thread = 6, 4
+
+        def client(i):
+            try:
+                for j in range(per_thread):
+                    code = h.send_one(proxy.port, body=h.message(subject="c-%d-%d" % (i, j)))
+                    if code[0] != 250:
+                        errors.append(code)
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        total = n_threads * per_thread
+        msgs = rec.wait_messages(total)
+        self.assertEqual(len(msgs), total)
+        self.assertEqual(sorted(self.subjects(rec)),
+                         sorted("c-%d-%d" % (i, j) for i in range(n_threads)
+                                for j in range(per_thread)))
+        conns = rec.connections()
+        self.assertLess(len(conns), total, "no connection was reused")
+
+    def restart(self, sig):
+        rec = self.recorder()
+        proxy = self.proxy(rec.port)
+        sent = self.send(proxy, 3, tag="before")
+        self.assertEqual(len(rec.connections()), 1)
+        # Restart the upstream on the same port; the pooled connection dies.
+        rec.close(sig)
+        self.assertTrue(h.port_closed(rec.port))
+        rec2 = self.recorder(port=rec.port)
+        after = self.send(proxy, 3, tag="after")
+        rec2.wait_messages(len(after))
+        self.assertEqual(self.subjects(rec2), after)
+        self.assertEqual(self.subjects(rec), sent)
+        self.assertEqual(len(rec2.connections()), 1)
+
+    def test_upstream_restarted(self):
+        self.restart(signal.SIGTERM)
+
+    def test_upstream_killed_and_restarted(self):
+        self.restart(signal.SIGKILL)
+
+    def test_sink_restarted_between_messages(self):
+        sink = h.SmtpSink()
+        self.cleanups.append(sink.close)
+        proxy = self.proxy(sink.port)
+        for i in range(3):
+            self.assertEqual(h.send_one(proxy.port)[0], 250)
+            sink.close(signal.SIGKILL)
+            sink = h.SmtpSink(port=sink.port)
+            self.cleanups.append(sink.close)
+        self.assertEqual(h.send_one(proxy.port)[0], 250)
+
+    def test_dead_pooled_connection_is_retried(self):
+        # The upstream closes a used connection when the next MAIL comes,
+        # without a reply: the relay cannot have seen it die while idle. It
+        # must retry on a fresh connection, and the client gets 250.
+        fake = h.FakeUpstream(drop_mail_on_reuse=True)
+        self.cleanups.append(fake.stop)
+        proxy = self.proxy(fake.port)
+        for i in range(4):
+            end = h.send_one(proxy.port, body=h.message(subject="stale-%d" % i))
+            self.assertEqual(end[0], 250, "message %d: %r\n%s" % (i, end, proxy.stderr_text()))
+        self.assertEqual(len(fake.delivered), 4)
+        # Each reuse found a dead connection and opened a new one.
+        self.assertEqual(fake.connections, 4)
+        # Within one client session too.
+        with h.Client(proxy.port) as c:
+            for i in range(2):
+                self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
+                self.assertEqual(c.cmd("RCPT TO:<b@example.com>")[0], 250)
+                self.assertEqual(c.data(h.message())[1][0], 250)
+        self.assertEqual(len(fake.delivered), 6)
+
+    def eight_at_once(self, fake, proxy):
+        """Eight transactions at once (eight upstream connections), then
+        all finished; the client sessions stay open."""
+        clients = []
+        for i in range(8):
+            c = h.Client(proxy.port)
+            self.cleanups.append(c.close)
+            self.assertEqual(c.cmd("MAIL FROM:<a%d@example.com>" % i)[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<b@example.com>")[0], 250)
+            clients.append(c)
+        self.assertEqual(fake.connections, 8)
+        for c in clients:
+            self.assertEqual(c.data(h.message())[1][0], 250)
+        self.assertEqual(len(fake.delivered), 8)
+        deadline = time.monotonic() + 3
+        while fake.closed_by_relay < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+
+    def test_pool_is_small(self):
+        # Once the eight are done at most the pool's size (4, the default)
+        # stay open for reuse; the relay closes the rest.
+        fake = h.FakeUpstream()
+        self.cleanups.append(fake.stop)
+        proxy = self.proxy(fake.port)
+        self.eight_at_once(fake, proxy)
+        self.assertEqual(fake.closed_by_relay, 4)
+        # The four kept are reused: no new connection for the next four.
+        for i in range(4):
+            self.assertEqual(h.send_one(proxy.port)[0], 250)
+        self.assertEqual(fake.connections, 8)
+
+    def test_quit_when_closing_an_upstream_connection(self):
+        # RFC 5321 4.1.1.10: the relay ends the connections it does not
+        # keep with QUIT, not by just closing them.
+        fake = h.FakeUpstream()
+        self.cleanups.append(fake.stop)
+        proxy = self.proxy(fake.port)
+        self.eight_at_once(fake, proxy)
+        self.assertEqual(fake.closed_by_relay, 4)
+        self.assertEqual(fake.commands.count(b"QUIT\r\n"), 4,
+                         "connections closed without QUIT")
+
+    def test_upstream_by_name(self):
+        # remotehost given as a name ("localhost", from /etc/hosts through
+        # the relay's resolver): it may also resolve to ::1, where nothing
+        # listens; the relay goes on to 127.0.0.1.
+        rec = self.recorder()
+        proxy = self.proxy("localhost:%d" % rec.port)
+        for i in range(2):
+            self.assertEqual(h.send_one(proxy.port)[0], 250, proxy.stderr_text())
+        self.assertEqual(len(rec.wait_messages(2)), 2)
+
+    def test_no_reuse_after_refused_transaction_leaks_state(self):
+        # A transaction refused at RCPT is reset upstream before the
+        # connection is reused: the next message has only its own recipient.
+        rec = self.recorder()
+        proxy = self.proxy(rec.port)
+        with h.Client(proxy.port) as c:
+            self.assertEqual(c.cmd("MAIL FROM:<first@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<one@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<reject-x@example.com>")[0], 550)
+            self.assertEqual(c.cmd("RSET")[0], 250)
+        with h.Client(proxy.port) as c:
+            self.assertEqual(c.cmd("MAIL FROM:<second@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<two@example.com>")[0], 250)
+            self.assertEqual(c.data(h.message())[1][0], 250)
+        (m,) = rec.wait_messages(1)
+        self.assertEqual(m["mail_from"], "second@example.com")
+        self.assertEqual(m["rcpt_tos"], ["two@example.com"])
+        # The first connection is back in the pool once its RSET is
+        # answered; a client quicker than that gets a second one.
+        self.assertLessEqual(len(rec.connections()), 2)
+
+
+if __name__ == "__main__":
+    h.main()
