@@ -33,17 +33,32 @@ struct conn {
     bool eof;           /* the client closed its side: finish what it sent */
     enum chan_phase phase;
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
+    struct evbuffer *out;       /* replies not yet written (see flush_out) */
 };
 
 static void tr_write(void *io, const char *buf, size_t len)
 {
     struct conn *c = io;
-    bufferevent_write(c->bev, buf, len);
+    evbuffer_add(c->out, buf, len);
+}
+
+/* Write the replies gathered while feeding the channel in one writev, at
+ * once: no write event (and its two epoll_ctl calls) per reply. Whatever the
+ * socket does not take goes to the bufferevent, which sends it when it can. */
+static void flush_out(struct conn *c)
+{
+    if (evbuffer_get_length(c->out) == 0)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        evbuffer_write(c->out, bufferevent_getfd(c->bev));
+    if (evbuffer_get_length(c->out) > 0)
+        bufferevent_write_buffer(c->bev, c->out);
 }
 
 static void tr_close(void *io)
 {
     struct conn *c = io;
+    flush_out(c);
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
     /* Free from the write callback, once the last reply is out. */
@@ -121,6 +136,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
         if (used < v.iov_len)
             break;
     }
+    flush_out(c);
     if (c->closing)
         return;
     update_timeouts(c, &c->params->cfg);
@@ -202,8 +218,11 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
         free(c);
         return NULL;
     }
-    c->chan = channel_new(params, &transport, c, addr, port, id);
+    c->out = evbuffer_new();
+    c->chan = c->out ? channel_new(params, &transport, c, addr, port, id) : NULL;
     if (!c->chan) {
+        if (c->out)
+            evbuffer_free(c->out);
         bufferevent_free(c->bev);
         free(c);
         return NULL;
@@ -212,6 +231,7 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
     bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     channel_start(c->chan);
+    flush_out(c);
     if (!c->closing)
         update_timeouts(c, &params->cfg);
     return c;
@@ -255,6 +275,7 @@ void conn_free(struct conn *c)
     }
     channel_free(c->chan);
     bufferevent_free(c->bev);
+    evbuffer_free(c->out);
     struct smtpd_server *srv = c->srv;
     free(c);
     server_conn_closed(srv);
