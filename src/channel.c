@@ -907,6 +907,11 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     return s;
 }
 
+bool channel_line_pending(const struct smtpd_session *s)
+{
+    return s->state == ST_COMMAND && line_reader_pending(&s->lr);
+}
+
 size_t channel_data_received(const struct smtpd_session *s)
 {
     return s->state == ST_DATA ? s->txn.de.raw : 0;

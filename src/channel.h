@@ -54,6 +54,9 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len);
 
 enum chan_phase channel_phase(const struct smtpd_session *s);
 
+/** Whether part of a command line is buffered (the client is sending one). */
+bool channel_line_pending(const struct smtpd_session *s);
+
 /** Octets of message data received so far in DATA (0 outside DATA). */
 size_t channel_data_received(const struct smtpd_session *s);
 

@@ -231,8 +231,9 @@ static void parse_ehlo_keyword(struct smtp_client *c, const char *t, size_t n)
 }
 
 /* Dot-stuff (RFC 5321 4.5.2) into the output and end with CRLF "." CRLF.
- * A dot after a bare LF is stuffed too, so that a downstream server that
- * takes a bare LF as a line end cannot be made to see an end of data. */
+ * A dot after a bare LF or a bare CR is stuffed too, so that a downstream
+ * server that takes either as a line end cannot be made to see an end of
+ * data (SMTP smuggling). */
 static void send_data(struct smtp_client *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -242,10 +243,19 @@ static void send_data(struct smtp_client *c)
     while (n > 0) {
         if (line_start && *p == '.')
             evbuffer_add(out, ".", 1);
+        /* The next CRLF, bare CR or bare LF ends this piece. */
         const char *lf = memchr(p, '\n', n);
-        size_t len = lf ? (size_t)(lf - p) + 1 : n;
+        size_t upto = lf ? (size_t)(lf - p) : n;
+        const char *cr = memchr(p, '\r', upto);
+        size_t len;
+        if (cr && (size_t)(cr - p) + 1 < n && cr[1] == '\n')
+            len = (size_t)(cr - p) + 2;
+        else if (cr)
+            len = (size_t)(cr - p) + 1;
+        else
+            len = lf ? upto + 1 : n;
+        line_start = p[len - 1] == '\n' || p[len - 1] == '\r';
         evbuffer_add(out, p, len);
-        line_start = lf != NULL;
         p += len;
         n -= len;
     }

@@ -33,7 +33,9 @@ struct conn {
     bool eof;           /* the client closed its side: finish what it sent */
     enum chan_phase phase;
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
-    struct evbuffer *out;       /* replies not yet written (see flush_out) */
+    struct timespec line_start; /* when the command line being sent began */
+    bool line_started;
+    struct evbuffer *out; /* replies not yet written (see flush_out) */
 };
 
 static void tr_write(void *io, const char *buf, size_t len)
@@ -98,15 +100,36 @@ static void update_timeouts(struct conn *c, const struct smtpd_config *cfg)
     bufferevent_set_timeouts(c->bev, secs(&rtv, r), secs(&wtv, cfg->command_timeout));
 }
 
+static double seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* The read timeout restarts with every byte; a client that trickles a
+ * command line byte by byte is held to command_timeout for the whole line
+ * (RFC 5321 4.5.3.2.7). */
+static void check_command_time(struct conn *c, const struct smtpd_config *cfg)
+{
+    if (!cfg->command_timeout || !channel_line_pending(c->chan)) {
+        c->line_started = false;
+        return;
+    }
+    if (!c->line_started) {
+        c->line_started = true;
+        clock_gettime(CLOCK_MONOTONIC, &c->line_start);
+    } else if (seconds_since(&c->line_start) > cfg->command_timeout) {
+        channel_timeout(c->chan);
+    }
+}
+
 /* A client that trickles its data is cut off (slowloris in DATA). */
 static void check_data_rate(struct conn *c, const struct smtpd_config *cfg)
 {
     if (!cfg->min_data_rate || c->phase != PHASE_DATA)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double elapsed = (double)(now.tv_sec - c->data_start.tv_sec) +
-                     (double)(now.tv_nsec - c->data_start.tv_nsec) / 1e9;
+    double elapsed = seconds_since(&c->data_start);
     if (elapsed > DATA_RATE_GRACE &&
         (double)channel_data_received(c->chan) < (double)cfg->min_data_rate * elapsed)
         channel_too_slow(c->chan);
@@ -141,6 +164,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
         return;
     update_timeouts(c, &c->params->cfg);
     check_data_rate(c, &c->params->cfg);
+    check_command_time(c, &c->params->cfg);
     finish_eof(c);
     if (c->closing)
         return;
