@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sysexits.h>
 #include <time.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 /* Seconds that transactions in flight get after SIGINT/SIGTERM. */
 #define SHUTDOWN_GRACE_SECONDS 30
@@ -28,7 +31,7 @@ static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
     time_t now = time(NULL);
     struct tm tm;
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", gmtime_r(&now, &tm));
-    fprintf(stderr, "%s smtpd %s: %s\n", when, names[level], line);
+    fprintf(stderr, "%s smtpd[%ld] %s: %s\n", when, (long)getpid(), names[level], line);
 }
 
 struct run {
@@ -66,6 +69,38 @@ struct class_state {
     struct smtpd_proxy *proxy;
 };
 
+/* Mistakes that would only show as 451s or as spam later: say so now. */
+static void warn_relay_setup(const struct options *o, bool mailman)
+{
+    const char *hosts[2] = {o->remote, mailman ? o->mailman_lmtp : NULL};
+    for (int i = 0; i < 2 && hosts[i]; i++) {
+        char host[256];
+        const char *colon = strrchr(hosts[i], ':');
+        size_t n = (size_t)(colon - hosts[i]);
+        if (n >= sizeof(host))
+            continue;
+        memcpy(host, hosts[i], n);
+        host[n] = '\0';
+        if (host[0] == '[' && n >= 2 && host[n - 1] == ']') {
+            memmove(host, host + 1, n - 2);
+            host[n - 2] = '\0';
+        }
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0) {
+            char line[400];
+            snprintf(line, sizeof(line), "%s does not resolve now: mail to it will get 451",
+                     hosts[i]);
+            log_stderr(NULL, SMTPD_LOG_WARNING, line);
+        }
+        if (res)
+            freeaddrinfo(res);
+    }
+    if (o->relay_networks && (strstr(o->relay_networks, "/0") != NULL))
+        log_stderr(NULL, SMTPD_LOG_WARNING,
+                   "--relay-networks includes a /0 network: this is an open relay");
+}
+
 static int make_proxy(const struct options *o, struct event_base *base, bool mailman,
                       struct class_state *cs)
 {
@@ -95,6 +130,7 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
         return err == SMTPD_ERR_NOMEM ? EX_OSERR : usage_error(msg);
     }
     smtpd_proxy_handler(&cs->h, cs->proxy);
+    warn_relay_setup(o, mailman);
     return 0;
 }
 
@@ -200,6 +236,7 @@ static int serve(const struct options *o)
             rc = EX_NOPERM;
             goto out;
         }
+        log_stderr(NULL, SMTPD_LOG_INFO, "running as user nobody");
     }
     if (o->workers > 1 && workers_spawn(&r.workers, base, o->workers) != 0) {
         fprintf(stderr, "smtpd: cannot start %u worker processes\n", o->workers);

@@ -141,11 +141,19 @@ static void log_wire(const struct smtpd_session *s, const char *dir, const char 
 {
     if (!debug_on(s))
         return;
-    char esc[600];
-    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
-        n--;
-    smtpd_escape(esc, sizeof(esc), p, n);
-    smtpd_session_log(s, SMTPD_LOG_DEBUG, "%s %s", dir, esc);
+    /* One log line per line of a (multi-line) reply. */
+    while (n > 0) {
+        const char *lf = memchr(p, '\n', n);
+        size_t len = lf ? (size_t)(lf - p) + 1 : n;
+        size_t text = len;
+        while (text > 0 && (p[text - 1] == '\n' || p[text - 1] == '\r'))
+            text--;
+        char esc[600];
+        smtpd_escape(esc, sizeof(esc), p, text);
+        smtpd_session_log(s, SMTPD_LOG_DEBUG, "%s %s", dir, esc);
+        p += len;
+        n -= len;
+    }
 }
 
 /* ---- replies ---- */
@@ -726,7 +734,8 @@ static void finish_step(struct smtpd_session *s)
         if (!answered)
             reply(s, 250, "2.0.0", "OK");
         log_transaction(s, s->txn.data.len, code);
-        s->n_messages++;
+        if (code < 300)
+            s->n_messages++;
         txn_clear(s);
         break;
     case STEP_NONE:

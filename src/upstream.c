@@ -236,6 +236,14 @@ static void refuse(struct leg *l, int code, const char *enh, const char *text)
 
 static void open_and_mail(struct leg *l);
 
+static bool has_8bit(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80)
+            return true;
+    return false;
+}
+
 static void mail_replied(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
@@ -285,6 +293,8 @@ static void send_mail(struct leg *l)
         while (*p == ' ')
             p++;
     }
+    if (l->need_smtputf8 && !strstr(params, " SMTPUTF8") && o + 10 < sizeof(params))
+        memcpy(params + o, " SMTPUTF8", 10);
     client_mail(l->c, l->reverse_path, params, mail_replied, l);
 }
 
@@ -315,7 +325,10 @@ void leg_mail(struct leg *l, const char *reverse_path, const char *const *params
     l->reverse_path = strdup(reverse_path);
     l->waiting = true;
     l->retried = false;
-    l->need_smtputf8 = l->need_8bitmime = false;
+    /* A UTF-8 reverse-path needs SMTPUTF8 upstream, asked for or not
+     * (RFC 6531 3.4). */
+    l->need_smtputf8 = has_8bit(reverse_path, strlen(reverse_path));
+    l->need_8bitmime = false;
     size_t o = 0;
     l->params[0] = '\0';
     for (size_t i = 0; i < n; i++) {
@@ -359,6 +372,11 @@ void leg_rcpt(struct leg *l, const char *forward_path)
         refuse(l, 451, "4.4.1", "Error: upstream server unavailable, try again later");
         return;
     }
+    if (has_8bit(forward_path, strlen(forward_path)) &&
+        !(client_extensions(l->c) & EXT_SMTPUTF8)) {
+        refuse(l, 553, "5.6.7", "Error: the upstream server does not support SMTPUTF8");
+        return;
+    }
     client_rcpt(l->c, forward_path, rcpt_replied, l);
 }
 
@@ -378,6 +396,12 @@ void leg_data(struct leg *l, char *data, size_t len)
     if (!l->c) {
         free(data);
         refuse(l, 451, "4.4.1", "Error: upstream server unavailable, try again later");
+        return;
+    }
+    /* 8-bit data sent without BODY=8BITMIME is not mangled either. */
+    if (!(client_extensions(l->c) & EXT_8BITMIME) && has_8bit(data, len)) {
+        free(data);
+        refuse(l, 554, "5.6.3", "Error: the upstream server does not support 8BITMIME");
         return;
     }
     client_data(l->c, data, len, data_replied, l);

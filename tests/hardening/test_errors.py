@@ -45,7 +45,8 @@ class ErrorBudgetTest(HardTestCase):
         self.assertEqual(code, 421)
         self.assertTrue(text[0].startswith("4.7.0"), text)
         self.assertTrue(c.closed_by_peer(3), "connection left open after 421 4.7.0")
-        self.assertIn(b"too many errors", srv.stderr())
+        # The log line is read by a collector thread: wait for it.
+        self.assertTrue(srv.err.wait_for(lambda b: b"too many errors" in b, 5), srv.stderr_text())
         # Other clients are unaffected.
         send_mail_smtplib(srv.port, "after-budget")
         self.assertEqual(srv.wait_messages(1, 10), 1)

@@ -25,7 +25,7 @@ BEGIN = b"---------- MESSAGE FOLLOWS ----------\n"
 END = b"------------ END MESSAGE ------------\n"
 
 # Every line the program logs: "2026-01-01T00:00:00 smtpd info: text".
-LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d smtpd (error|warning|info|debug): (.*)$")
+LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d smtpd\[\d+\] (error|warning|info|debug): (.*)$")
 
 EX_USAGE = 64
 EX_UNAVAILABLE = 69

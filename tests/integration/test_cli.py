@@ -116,7 +116,7 @@ class BindTest(SmtpdTestCase):
             if ai[0] in (socket.AF_INET, socket.AF_INET6)})
         self.assertIn("127.0.0.1", expected)
         srv = self.start(listen="localhost:0")
-        found = re.findall(rb"smtpd info: listening on (\[[0-9a-f:]+\]|[0-9.]+):([0-9]+)\n",
+        found = re.findall(rb"smtpd\[\d+\] info: listening on (\[[0-9a-f:]+\]|[0-9.]+):([0-9]+)\n",
                            srv.startup_log())
         socks = [(a.decode().strip("[]"), int(p)) for a, p in found if int(p) != 0]
         self.assertEqual(sorted(a for a, _ in socks), expected, srv.stderr_text())
