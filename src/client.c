@@ -330,15 +330,7 @@ static bool on_reply(struct smtp_client *c, struct client_reply *r)
         }
         c->lmtp_left--;
         /* More LMTP replies follow: keep the callback. */
-        c->busy++;
-        c->cb(c->cb_arg, r);
-        c->busy--;
-        if (c->closed) {
-            if (c->busy == 0)
-                really_free(c);
-            return false;
-        }
-        return true;
+        return deliver(c, c->cb, c->cb_arg, r);
     }
     case C_READY:
         /* Unasked: typically 421 before the upstream closes. */

@@ -5,6 +5,7 @@
  */
 #include "connection.h"
 #include "fqdn.h"
+#include "hostport.h"
 #include "smtpd.h"
 
 #include <event2/event.h>
@@ -218,34 +219,6 @@ void server_conn_closed(struct smtpd_server *srv)
         event_del(srv->grace_ev);
 }
 
-/* Split "host:port", "[v6]:port" or ":port" into host (NULL for any) and
- * port. */
-static bool split_hostport(const char *hp, char *host, size_t hostsz, char *port, size_t portsz)
-{
-    const char *colon = strrchr(hp, ':');
-    if (!colon || colon[1] == '\0')
-        return false;
-    size_t hlen = (size_t)(colon - hp);
-    const char *h = hp;
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
-        h++;
-        hlen -= 2;
-    } else if (memchr(hp, ':', hlen)) {
-        return false; /* a bare IPv6 address needs brackets */
-    }
-    if (hlen >= hostsz || strlen(colon + 1) >= portsz)
-        return false;
-    for (const char *p = colon + 1; *p; p++)
-        if (*p < '0' || *p > '9')
-            return false;
-    if (atol(colon + 1) > 65535)
-        return false;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    memcpy(port, colon + 1, strlen(colon + 1) + 1);
-    return true;
-}
-
 static int listen_socket(const struct addrinfo *ai)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
@@ -268,7 +241,7 @@ static int listen_socket(const struct addrinfo *ai)
 enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport)
 {
     char host[256], port[8];
-    if (!hostport || !split_hostport(hostport, host, sizeof(host), port, sizeof(port)))
+    if (!hostport || !hostport_split(hostport, host, sizeof(host), port, sizeof(port)))
         return SMTPD_ERR_ADDRESS;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,

@@ -1,5 +1,6 @@
 /* Upstreams, their connection pools, and legs; see upstream.h. */
 #include "upstream.h"
+#include "hostport.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,32 +28,6 @@ struct upstream {
     bool closing; /* upstream_shutdown(): pool nothing more */
 };
 
-static bool split(const char *hp, char *host, size_t hostsz, char *port, size_t portsz)
-{
-    const char *colon = strrchr(hp, ':');
-    if (!colon || colon == hp || colon[1] == '\0' || strlen(colon + 1) >= portsz)
-        return false;
-    size_t hl = (size_t)(colon - hp);
-    if (hp[0] == '[' && hl >= 2 && hp[hl - 1] == ']') {
-        hp++;
-        hl -= 2;
-    } else if (memchr(hp, ':', hl)) {
-        return false;
-    }
-    if (hl == 0 || hl >= hostsz)
-        return false;
-    for (const char *p = colon + 1; *p; p++)
-        if (*p < '0' || *p > '9')
-            return false;
-    long port_num = atol(colon + 1);
-    if (port_num < 1 || port_num > 65535)
-        return false;
-    memcpy(host, hp, hl);
-    host[hl] = '\0';
-    memcpy(port, colon + 1, strlen(colon + 1) + 1);
-    return true;
-}
-
 struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err *err)
 {
     struct upstream *u = calloc(1, sizeof(*u));
@@ -60,8 +35,10 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
         *err = SMTPD_ERR_NOMEM;
         return NULL;
     }
+    /* An upstream needs a host and a real port. */
     if (!cfg->hostport ||
-        !split(cfg->hostport, u->host, sizeof(u->host), u->port, sizeof(u->port))) {
+        !hostport_split(cfg->hostport, u->host, sizeof(u->host), u->port, sizeof(u->port)) ||
+        u->host[0] == '\0' || atoi(u->port) == 0) {
         free(u);
         *err = SMTPD_ERR_ADDRESS;
         return NULL;
@@ -372,8 +349,7 @@ void leg_rcpt(struct leg *l, const char *forward_path)
         refuse(l, 451, "4.4.1", "Error: upstream server unavailable, try again later");
         return;
     }
-    if (has_8bit(forward_path, strlen(forward_path)) &&
-        !(client_extensions(l->c) & EXT_SMTPUTF8)) {
+    if (has_8bit(forward_path, strlen(forward_path)) && !(client_extensions(l->c) & EXT_SMTPUTF8)) {
         refuse(l, 553, "5.6.7", "Error: the upstream server does not support SMTPUTF8");
         return;
     }
