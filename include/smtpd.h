@@ -198,13 +198,13 @@ struct smtpd_handler {
 
 /**
  * Answer the current callback of session @p s, at once or later.
- * @p code: a reply code 200..599 (RFC 5321 4.2). @p enhanced: an enhanced
+ * @p code: a reply code 2xx, 4xx or 5xx (RFC 5321 4.2). @p enhanced: an enhanced
  * status code "x.y.z" (RFC 3463) or NULL for the standard one of the step;
  * it is sent only to clients that used EHLO. @p text: one line of text, or
  * NULL for the standard text; CR, LF and control characters are replaced
  * with spaces. Strings are copied.
  * @return SMTPD_OK, or SMTPD_ERR_STATE when nothing is waiting for an answer,
- *         SMTPD_ERR_CONFIG for a code out of range.
+ *         SMTPD_ERR_CONFIG for a code out of range or a 3xx code.
  */
 SMTPD_API enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
                                      const char *text);

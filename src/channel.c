@@ -180,6 +180,8 @@ static void reply(struct smtpd_session *s, int code, const char *enh, const char
 
 static void close_session(struct smtpd_session *s)
 {
+    if (s->state == ST_CLOSED)
+        return;
     s->state = ST_CLOSED;
     s->tr->close(s->io);
 }
@@ -285,7 +287,8 @@ enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanc
 {
     if (s->step == STEP_NONE || s->answered)
         return SMTPD_ERR_STATE;
-    if (code < 200 || code > 599)
+    /* 3xx replies (354) are the protocol's own, never a handler's answer. */
+    if (code < 200 || code > 599 || (code >= 300 && code < 400))
         return SMTPD_ERR_CONFIG;
     if (!valid_enh(enhanced, code))
         enhanced = default_enh(s->step, code);

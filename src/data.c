@@ -17,12 +17,12 @@ void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_polic
 }
 
 /* Append unless over the limit. The stored data may exceed the counted size
- * by the final CRLF, hence limit + 2. */
+ * by the final CRLF, hence raw - 2 (written so that no limit overflows). */
 static bool put(struct data_engine *de, struct data_buf *out, const char *p, size_t n)
 {
     if (de->too_much || n == 0)
         return true;
-    if (de->limit && de->raw > de->limit + 2) {
+    if (de->limit && de->raw >= 2 && de->raw - 2 > de->limit) {
         de->too_much = true;
         free(out->p);
         out->p = NULL;

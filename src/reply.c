@@ -11,7 +11,8 @@ size_t reply_format(char *buf, int code, bool more, const char *enh, const char 
     const size_t room = REPLY_LINE_MAX - 2;
     int n = snprintf(buf, room + 1, "%03d%c%s%s", code, more ? '-' : ' ', enh ? enh : "",
                      enh ? " " : "");
-    size_t len = n < 0 ? 0 : (size_t)n;
+    /* snprintf returns the untruncated length: never trust it past room. */
+    size_t len = n < 0 ? 0 : (size_t)n > room ? room : (size_t)n;
     for (const char *t = text ? text : ""; *t && len < room; t++)
         buf[len++] = ((unsigned char)*t < 0x20 || *t == 0x7f) ? ' ' : *t;
     buf[len++] = '\r';

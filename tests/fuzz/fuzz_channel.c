@@ -1,0 +1,635 @@
+/*
+ * fuzz_channel: whole SMTP dialogues through the channel (channel.c and the
+ * parsers below it), with a fake transport and a handler whose every answer
+ * is chosen by the input: the default answer, an answer at once, SMTPD_PENDING
+ * with the answer given before the next feed (as from the event loop), a
+ * refusal, odd codes, enhanced codes and texts.
+ *
+ * Input: a 6-byte header, then the client's bytes.
+ *   [0] flags: bit 0 SMTPUTF8, bit 1 decode_data (wins over bit 0), bits 2-3
+ *       log level (0 none, 1 info, 2-3 debug), bit 4 a 300-byte hostname,
+ *       bit 5 server events between chunks (shutdown, timeout, too slow,
+ *       lost connection), bits 6-7 chunk sizes (all at once, 1 byte, 1..16,
+ *       1..600)
+ *   [1] data_size_limit: 0 none, 1..100 as is, 101..200 (n-100)*50,
+ *       201..254 33554432, 255 SIZE_MAX
+ *   [2] bits 0-1 max_recipients (1, 2, 3, 1000), bits 2-3 bare CR/LF
+ *       policy (normalize, reject, accept, accept), bits 4-5 max_errors
+ *       (none, 10, 3, 1)
+ *   [3..5] seed of the decisions (handler answers, chunk sizes, events)
+ * The input is fed in chunks as connection.c does: bytes the channel does
+ * not take stay buffered and are fed again after the next answer. At the end
+ * any owed answer is given, the rest fed, and the channel freed (LeakSanitizer
+ * checks that nothing is left).
+ *
+ * Invariants: every write is one whole, well-formed reply (lines of at most
+ * 512 octets with CRLF, "ddd-" continuations then "ddd "; an enhanced code
+ * only after EHLO and of the reply's class); close comes once and nothing is
+ * written after it; the channel waits (PHASE_WAIT) exactly while an answer
+ * is owed; resume comes only outside channel_feed, after a late answer; a
+ * message handed over has valid paths, upper-case options, CRLF-ended data
+ * within the size limit (valid UTF-8 with decode_data, no bare CR or LF
+ * unless they are accepted), and its pointers stay readable until the late
+ * answer; log lines are escaped; on_close comes once.
+ *
+ * FUZZ_TRACE=1 in the environment prints the dialogue of an input.
+ */
+#include "channel.h"
+#include "command.h"
+#include "fuzz.h"
+#include "reply.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define PEER "192.0.2.7"
+
+enum step { K_NONE, K_CONNECT, K_MAIL, K_RCPT, K_DATA };
+
+struct harness {
+    struct fuzz_rng rng;
+    const struct chan_params *params;
+    struct smtpd_session *s;
+    bool closed, lost, in_feed, in_cb, resumed;
+    int n_on_close;
+    size_t n_writes;
+    /* A late answer the handler owes (it returned SMTPD_PENDING). */
+    bool owed;
+    enum step owed_step;
+    struct smtpd_message owed_msg; /* on_message's view, to re-read later */
+    /* The last answer given, for checks after it. */
+    enum step last_step;
+    int last_code;
+};
+
+/* ---- trace: FUZZ_TRACE=1 ./fuzz_channel reproducer prints the dialogue ---- */
+
+static int tracing = -1;
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+    if (tracing < 0)
+        tracing = getenv("FUZZ_TRACE") != NULL;
+    if (!tracing)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void trace_bytes(const char *dir, const char *p, size_t n)
+{
+    if (tracing == 0)
+        return;
+    char esc[4096];
+    smtpd_escape(esc, sizeof(esc), p, n);
+    trace("%s %s", dir, esc);
+}
+
+static const char *const step_names[] = {"-", "connect", "mail", "rcpt", "message"};
+
+/* ---- transport ---- */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Length of an enhanced status code "d.ddd.ddd" at t (before a space or the
+ * end), 0 if none. */
+static size_t enh_at(const char *t, size_t n)
+{
+    size_t i = 0, parts = 0;
+    while (parts < 3) {
+        size_t start = i;
+        while (i < n && is_digit(t[i]) && i - start < 3)
+            i++;
+        if (i == start || (parts == 0 && i != 1))
+            return 0;
+        if (++parts < 3) {
+            if (i >= n || t[i] != '.')
+                return 0;
+            i++;
+        }
+    }
+    return i == n || t[i] == ' ' ? i : 0;
+}
+
+static void tr_write(void *io, const char *buf, size_t len)
+{
+    struct harness *h = io;
+    trace_bytes("S:", buf, len);
+    FUZZ_CHECK(!h->closed); /* the channel is inert after close */
+    FUZZ_CHECK(!h->lost);
+    FUZZ_CHECK(len >= 6 && len <= REPLY_LINE_MAX * 7);
+    /* One whole reply: lines "ddd-..." and a last "ddd ...", each with CRLF. */
+    size_t i = 0;
+    const char *first = buf;
+    for (;;) {
+        const char *lf = memchr(buf + i, '\n', len - i);
+        FUZZ_CHECK(lf != NULL);
+        size_t n = (size_t)(lf - (buf + i)) + 1;
+        const char *l = buf + i;
+        FUZZ_CHECK(n >= 6 && n <= REPLY_LINE_MAX);
+        FUZZ_CHECK(l[n - 2] == '\r');
+        FUZZ_CHECK(l[0] >= '2' && l[0] <= '5' && is_digit(l[1]) && is_digit(l[2]));
+        FUZZ_CHECK(memcmp(l, first, 3) == 0);
+        for (size_t k = 4; k < n - 2; k++)
+            FUZZ_CHECK((unsigned char)l[k] >= 0x20 && l[k] != 0x7f);
+        /* Enhanced codes (RFC 2034): only after EHLO, of the reply's class. */
+        if (n > 6 && enh_at(l + 4, n - 6)) {
+            FUZZ_CHECK(smtpd_session_esmtp(h->s));
+            FUZZ_CHECK(l[4] == l[0]);
+        }
+        i += n;
+        if (l[3] == ' ') {
+            FUZZ_CHECK(i == len);
+            break;
+        }
+        FUZZ_CHECK(l[3] == '-');
+        FUZZ_CHECK(i < len);
+    }
+    if (h->n_writes == 0 && !h->owed)
+        FUZZ_CHECK(memcmp(buf, "220", 3) == 0 || h->last_step == K_CONNECT);
+    h->n_writes++;
+}
+
+static void tr_close(void *io)
+{
+    struct harness *h = io;
+    FUZZ_CHECK(!h->closed);
+    trace("-- transport close");
+    h->closed = true;
+}
+
+static void tr_resume(void *io)
+{
+    struct harness *h = io;
+    trace("-- transport resume");
+    FUZZ_CHECK(!h->in_feed);
+    FUZZ_CHECK(!h->closed);
+    h->resumed = true;
+}
+
+static const struct chan_transport transport = {
+    .write = tr_write,
+    .close = tr_close,
+    .resume = tr_resume,
+};
+
+/* ---- log ---- */
+
+static bool utf8_ok(const char *s)
+{
+    return utf8_valid(s, strlen(s));
+}
+
+static void log_line(void *arg, enum smtpd_log_level level, const char *line)
+{
+    (void)arg;
+    FUZZ_CHECK(level <= SMTPD_LOG_DEBUG);
+    size_t n = strlen(line);
+    FUZZ_CHECK(n < 1024);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK((unsigned char)line[i] >= 0x20 && line[i] != 0x7f);
+    FUZZ_CHECK(utf8_ok(line));
+}
+
+/* ---- handler ---- */
+
+static const char long_text[] =
+    "a long text: 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 "
+    "0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 0123456789 end";
+
+static int pick_code(struct harness *h, bool refuse)
+{
+    static const int ok[] = {250, 251, 252, 220, 235, 299};
+    static const int bad[] = {421, 450, 451, 452, 550, 551, 552, 553, 554, 555, 499, 599, 500};
+    if (!refuse && fuzz_below(&h->rng, 2))
+        return ok[fuzz_below(&h->rng, sizeof(ok) / sizeof(ok[0]))];
+    if (fuzz_below(&h->rng, 8) == 0) {
+        /* Any code a handler may give: 2xx, 4xx or 5xx (3xx is refused). */
+        int c = 200 + (int)fuzz_below(&h->rng, 300);
+        return c >= 300 ? c + 100 : c;
+    }
+    return bad[fuzz_below(&h->rng, sizeof(bad) / sizeof(bad[0]))];
+}
+
+static const char *pick_enh(struct harness *h, int code)
+{
+    static const char *const e[] = {
+        NULL, NULL, "2.1.0", "4.4.1", "5.7.1", "2.0.0", "x.y.z", "5.1", "5.1.1.1",
+        "5.1234.1", "5..1", "5.1.", "", "5.999.999", "2.1.5\r\n250 smuggled",
+    };
+    static char own[16];
+    if (fuzz_below(&h->rng, 4) == 0) {
+        snprintf(own, sizeof(own), "%d.%u.%u", code / 100, fuzz_below(&h->rng, 10),
+                 fuzz_below(&h->rng, 1000));
+        return own;
+    }
+    return e[fuzz_below(&h->rng, sizeof(e) / sizeof(e[0]))];
+}
+
+static const char *pick_text(struct harness *h)
+{
+    static const char *const t[] = {
+        NULL, NULL, "OK then", "Accepted\r\n250 smuggled reply", "tab\there\x7f\x01 bell",
+        "UTF-8: gr\xc3\xbc\xc3\x9f dich", "bad UTF-8: \xff\xfe\xc3", "", long_text,
+    };
+    return t[fuzz_below(&h->rng, sizeof(t) / sizeof(t[0]))];
+}
+
+static void answer(struct harness *h, struct smtpd_session *s, enum step step, bool refuse)
+{
+    if (fuzz_below(&h->rng, 8) == 0) {
+        static const int out_of_range[] = {0, -1, 199, 600, 1000, 99, 354, 300};
+        int c = out_of_range[fuzz_below(&h->rng, 8)];
+        FUZZ_CHECK(smtpd_reply(s, c, NULL, "out of range") == SMTPD_ERR_CONFIG);
+    }
+    int code = pick_code(h, refuse);
+    h->last_step = step;
+    h->last_code = code;
+    trace("-- handler answers %s: %d", step_names[step], code);
+    FUZZ_CHECK(smtpd_reply(s, code, pick_enh(h, code), pick_text(h)) == SMTPD_OK);
+    /* Exactly one answer per callback. */
+    if (fuzz_below(&h->rng, 8) == 0)
+        FUZZ_CHECK(smtpd_reply(s, 250, NULL, NULL) == SMTPD_ERR_STATE);
+}
+
+/* What a callback does: answer now or later, accept or refuse. */
+static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enum step step)
+{
+    FUZZ_CHECK(s == h->s);
+    FUZZ_CHECK(!h->owed);
+    FUZZ_CHECK(h->n_on_close == 0);
+    unsigned d = fuzz_below(&h->rng, 8);
+    trace("-- handler %s: %s", step_names[step],
+          d < 2 ? "default answer" : d == 4 || d == 5 ? "SMTPD_PENDING, answer later" : "answers now");
+    switch (d) {
+    case 0:
+    case 1:
+        h->last_step = step;
+        h->last_code = 0;
+        return SMTPD_DONE; /* the default answer */
+    case 2:
+        answer(h, s, step, false);
+        return SMTPD_DONE;
+    case 3:
+        answer(h, s, step, false);
+        return SMTPD_PENDING; /* answered already: the same as DONE */
+    case 4:
+    case 5:
+        h->owed = true;
+        h->owed_step = step;
+        return SMTPD_PENDING;
+    case 6:
+        answer(h, s, step, true);
+        return SMTPD_DONE;
+    default:
+        answer(h, s, step, fuzz_below(&h->rng, 2));
+        return fuzz_below(&h->rng, 2) ? SMTPD_DONE : SMTPD_PENDING;
+    }
+}
+
+static enum smtpd_verdict on_connect(void *arg, struct smtpd_session *s)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(strcmp(smtpd_session_peer_addr(s), PEER) == 0);
+    FUZZ_CHECK(smtpd_session_peer_port(s) == 2525);
+    FUZZ_CHECK(smtpd_session_helo(s) == NULL);
+    FUZZ_CHECK(smtpd_session_data(s) == NULL);
+    smtpd_session_set_data(s, h);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_CONNECT);
+    h->in_cb = false;
+    return v;
+}
+
+static bool valid_path(const char *p, bool may_be_null)
+{
+    FUZZ_CHECK(p != NULL);
+    size_t n = strlen(p);
+    return (n == 0 && may_be_null) || cmd_valid_mailbox(p, n);
+}
+
+static void check_options(const char *const *o, size_t n)
+{
+    FUZZ_CHECK(n == 0 || o != NULL);
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(o[i] != NULL && o[i][0] != '\0');
+        for (const char *c = o[i]; *c; c++)
+            FUZZ_CHECK(!(*c >= 'a' && *c <= 'z') && (unsigned char)*c > 0x20);
+    }
+}
+
+static enum smtpd_verdict on_mail(void *arg, struct smtpd_session *s, const char *reverse_path,
+                                  const char *const *params, size_t n_params)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(smtpd_session_data(s) == h);
+    FUZZ_CHECK(smtpd_session_helo(s) != NULL);
+    FUZZ_CHECK(valid_path(reverse_path, true));
+    check_options(params, n_params);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_MAIL);
+    h->in_cb = false;
+    return v;
+}
+
+static enum smtpd_verdict on_rcpt(void *arg, struct smtpd_session *s, const char *forward_path,
+                                  const char *const *params, size_t n_params)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(valid_path(forward_path, false));
+    check_options(params, n_params);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_RCPT);
+    h->in_cb = false;
+    return v;
+}
+
+/* Read every byte a message points to (ASan: still allocated), and check it. */
+static void check_message(const struct harness *h, const struct smtpd_message *m)
+{
+    const struct smtpd_config *cfg = &h->params->cfg;
+    FUZZ_CHECK(strcmp(m->peer_addr, PEER) == 0 && m->peer_port == 2525);
+    FUZZ_CHECK(m->helo != NULL);
+    FUZZ_CHECK(valid_path(m->reverse_path, true));
+    FUZZ_CHECK(m->n_forward_paths >= 1 && m->n_forward_paths <= cfg->max_recipients);
+    for (size_t i = 0; i < m->n_forward_paths; i++)
+        FUZZ_CHECK(valid_path(m->forward_paths[i], false));
+    check_options(m->mail_options, m->n_mail_options);
+    check_options(m->rcpt_options, m->n_rcpt_options);
+    FUZZ_CHECK(!m->smtputf8 || cfg->enable_smtputf8);
+    FUZZ_CHECK(m->data != NULL);
+    unsigned sum = 0;
+    for (size_t i = 0; i < m->data_len; i++)
+        sum += (unsigned char)m->data[i];
+    (void)sum;
+    FUZZ_CHECK(m->data_len == 0 ||
+               (m->data_len >= 2 && memcmp(m->data + m->data_len - 2, "\r\n", 2) == 0));
+    if (cfg->data_size_limit && cfg->data_size_limit < SIZE_MAX / 2)
+        FUZZ_CHECK(m->data_len <= cfg->data_size_limit + 2);
+    if (cfg->decode_data)
+        FUZZ_CHECK(utf8_valid(m->data, m->data_len));
+    /* Unless bare CR / LF are accepted, the data has CRLF line ends only. */
+    if (cfg->bare_lf != SMTPD_BARE_LF_ACCEPT) {
+        for (size_t i = 0; i < m->data_len; i++) {
+            if (m->data[i] == '\r')
+                FUZZ_CHECK(i + 1 < m->data_len && m->data[i + 1] == '\n');
+            if (m->data[i] == '\n')
+                FUZZ_CHECK(i > 0 && m->data[i - 1] == '\r');
+        }
+    }
+}
+
+static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
+                                     const struct smtpd_message *msg)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(msg->esmtp == smtpd_session_esmtp(s));
+    check_message(h, msg);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_DATA);
+    h->in_cb = false;
+    if (h->owed)
+        h->owed_msg = *msg;
+    return v;
+}
+
+static void on_reset(void *arg, struct smtpd_session *s)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(s == h->s);
+    FUZZ_CHECK(h->n_on_close == 0);
+}
+
+static void on_close(void *arg, struct smtpd_session *s)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(s == h->s);
+    FUZZ_CHECK(!h->in_cb);
+    h->n_on_close++;
+    h->owed = false; /* cancelled */
+}
+
+/* The late answer, from "the event loop". */
+static void give_owed(struct harness *h)
+{
+    FUZZ_CHECK(h->owed);
+    if (h->owed_step == K_DATA)
+        check_message(h, &h->owed_msg);
+    h->owed = false;
+    h->resumed = false;
+    answer(h, h->s, h->owed_step, fuzz_below(&h->rng, 3) == 0);
+    if (!h->closed)
+        FUZZ_CHECK(h->resumed);
+    if (h->owed_step == K_CONNECT && h->last_code >= 400)
+        FUZZ_CHECK(h->closed);
+}
+
+/* ---- the dialogue ---- */
+
+struct inbuf {
+    char *p; /* exactly len bytes, so that ASan sees reads past the end */
+    size_t len;
+};
+
+static void inbuf_add(struct inbuf *b, const char *p, size_t n)
+{
+    char *np = malloc(b->len + n ? b->len + n : 1);
+    FUZZ_CHECK(np != NULL);
+    if (b->len)
+        memcpy(np, b->p, b->len);
+    if (n)
+        memcpy(np + b->len, p, n);
+    free(b->p);
+    b->p = np;
+    b->len += n;
+}
+
+static void inbuf_drain(struct inbuf *b, size_t n)
+{
+    FUZZ_CHECK(n <= b->len);
+    char *np = malloc(b->len - n ? b->len - n : 1);
+    FUZZ_CHECK(np != NULL);
+    memcpy(np, b->p + n, b->len - n);
+    free(b->p);
+    b->p = np;
+    b->len -= n;
+}
+
+static void check_phase(const struct harness *h)
+{
+    enum chan_phase ph = channel_phase(h->s);
+    if (ph != PHASE_DATA)
+        FUZZ_CHECK(channel_data_received(h->s) == 0);
+    if (ph == PHASE_DATA)
+        FUZZ_CHECK(!channel_line_pending(h->s));
+    if (h->lost || h->closed) {
+        FUZZ_CHECK(ph == PHASE_CLOSED);
+        return;
+    }
+    FUZZ_CHECK(ph != PHASE_CLOSED);
+    /* The channel waits exactly while the handler owes an answer. */
+    FUZZ_CHECK((ph == PHASE_WAIT) == h->owed);
+}
+
+/* Feed the buffered bytes as conn_read() does. */
+static void pump(struct harness *h, struct inbuf *b)
+{
+    while (!h->closed && !h->lost && b->len > 0) {
+        trace_bytes("C:", b->p, b->len);
+        h->in_feed = true;
+        size_t used = channel_feed(h->s, b->p, b->len);
+        h->in_feed = false;
+        trace("-- channel took %zu of %zu bytes", used, b->len);
+        FUZZ_CHECK(used <= b->len);
+        size_t len = b->len;
+        inbuf_drain(b, used);
+        if (used < len) {
+            FUZZ_CHECK(h->closed || h->owed);
+            break;
+        }
+    }
+    check_phase(h);
+}
+
+static size_t pick_limit(uint8_t b)
+{
+    if (b == 0)
+        return 0;
+    if (b <= 100)
+        return b;
+    if (b <= 200)
+        return (size_t)(b - 100) * 50;
+    return b == 255 ? SIZE_MAX : 33554432;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_in in = {data, size};
+    uint8_t flags = fuzz_byte(&in);
+    uint8_t size_sel = fuzz_byte(&in);
+    uint8_t misc = fuzz_byte(&in);
+    uint32_t seed = (uint32_t)fuzz_byte(&in) << 16;
+    seed |= (uint32_t)fuzz_u16(&in);
+
+    struct harness h = {.rng = {seed * 2654435761u + 1}};
+    static char long_host[310];
+    if (!long_host[0]) {
+        memset(long_host, 'h', 300);
+        memcpy(long_host + 300, ".example", 9);
+    }
+    struct chan_params params;
+    smtpd_config_init(&params.cfg);
+    params.cfg.hostname = (flags & 16) ? long_host : "mx.fuzz.example";
+    params.cfg.decode_data = flags & 2;
+    params.cfg.enable_smtputf8 = (flags & 1) && !(flags & 2);
+    params.cfg.data_size_limit = pick_limit(size_sel);
+    static const unsigned rcpts[] = {1, 2, 3, 1000};
+    params.cfg.max_recipients = rcpts[misc & 3];
+    static const enum smtpd_bare_lf bare[] = {SMTPD_BARE_LF_NORMALIZE, SMTPD_BARE_LF_REJECT,
+                                              SMTPD_BARE_LF_ACCEPT, SMTPD_BARE_LF_ACCEPT};
+    params.cfg.bare_lf = bare[(misc >> 2) & 3];
+    static const unsigned errs[] = {0, 10, 3, 1};
+    params.cfg.max_errors = errs[(misc >> 4) & 3];
+    unsigned lv = (flags >> 2) & 3;
+    params.cfg.log = lv ? log_line : NULL;
+    params.cfg.log_arg = &h;
+    params.cfg.log_level = lv == 1 ? SMTPD_LOG_INFO : SMTPD_LOG_DEBUG;
+    params.handler = (struct smtpd_handler){
+        .on_connect = on_connect,
+        .on_mail = on_mail,
+        .on_rcpt = on_rcpt,
+        .on_message = on_message,
+        .on_reset = on_reset,
+        .on_close = on_close,
+        .arg = &h,
+    };
+    h.params = &params;
+    bool events = flags & 32;
+    unsigned chunk_mode = flags >> 6;
+
+    h.s = channel_new(&params, &transport, &h, PEER, 2525, 1);
+    FUZZ_CHECK(h.s != NULL);
+    FUZZ_CHECK(channel_phase(h.s) == PHASE_COMMAND);
+    channel_start(h.s);
+    if (!h.owed && h.last_step == K_CONNECT && h.last_code >= 400)
+        FUZZ_CHECK(h.closed);
+    check_phase(&h);
+
+    struct inbuf b = {0};
+    const char *client = (const char *)in.p;
+    size_t left = in.n;
+    while (left > 0 && !h.lost) {
+        size_t n = chunk_mode == 0   ? left
+                   : chunk_mode == 1 ? 1
+                   : chunk_mode == 2 ? 1 + fuzz_below(&h.rng, 16)
+                                     : 1 + fuzz_below(&h.rng, 600);
+        if (n > left)
+            n = left;
+        /* Things that happen between two reads. */
+        if (events && !h.closed) {
+            switch (fuzz_below(&h.rng, 64)) {
+            case 0:
+            case 1: {
+                bool now = fuzz_below(&h.rng, 2);
+                trace("-- channel_shutdown(now=%d)", now);
+                channel_shutdown(h.s, now);
+                break;
+            }
+            case 2:
+                trace("-- channel_timeout");
+                channel_timeout(h.s);
+                break;
+            case 3:
+                trace("-- channel_too_slow");
+                channel_too_slow(h.s);
+                break;
+            case 4:
+                trace("-- channel_lost");
+                channel_lost(h.s, "eof");
+                h.lost = true;
+                break;
+            default:
+                break;
+            }
+            check_phase(&h);
+        }
+        if (!h.owed && !h.lost && fuzz_below(&h.rng, 16) == 0)
+            FUZZ_CHECK(smtpd_reply(h.s, 250, NULL, NULL) == SMTPD_ERR_STATE);
+        if (h.owed && !h.lost && fuzz_below(&h.rng, 4) != 0)
+            give_owed(&h);
+        inbuf_add(&b, client, n);
+        client += n;
+        left -= n;
+        pump(&h, &b);
+    }
+    /* End of input: the handler answers what it owes, the rest is read. */
+    while (h.owed && !h.lost) {
+        give_owed(&h);
+        pump(&h, &b);
+    }
+    if (!h.lost && fuzz_below(&h.rng, 2)) {
+        trace("-- channel_lost");
+        channel_lost(h.s, "eof");
+    }
+    trace("-- channel_free");
+    channel_free(h.s);
+    FUZZ_CHECK(h.n_on_close == 1);
+    free(b.p);
+    return 0;
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the fuzz targets into corpus/<target>/.
+
+Each file is one input in the layout its target documents (a few header
+bytes choosing parameters, then SMTP bytes). Run it again after changing a
+layout; it replaces the seeds it owns and leaves other files alone.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def chunks(*sizes):
+    """The chunk spec of fuzz.h: count, then sizes (each byte v = v+1 bytes)."""
+    return bytes([len(sizes)] + [s - 1 for s in sizes])
+
+
+DIALOGUE = (b"EHLO client.example\r\n"
+            b"MAIL FROM:<alice@example.org> SIZE=120 BODY=8BITMIME\r\n"
+            b"RCPT TO:<bob@example.com>\r\n"
+            b"RCPT TO:<carol@example.com>\r\n"
+            b"DATA\r\n")
+MESSAGE = (b"From: alice@example.org\r\n"
+           b"To: bob@example.com\r\n"
+           b"Subject: hello\r\n"
+           b"\r\n"
+           b"Hi Bob,\r\n"
+           b"..a line that starts with a dot\r\n"
+           b".\r\n")
+
+# ---- line: limit (2 bytes), chunk spec, stream ----
+LINE_STREAMS = {
+    "dialogue": DIALOGUE + b"QUIT\r\n",
+    "pipelined": b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+    "bare-lf": b"HELO x\nNOOP\nQUIT\n",
+    "cr-only": b"HELO x\rNOOP\r\n\r\r\n",
+    "overlong": b"NOOP " + b"A" * 600 + b"\r\nNOOP\r\n",
+    "exact-limit": b"X" * 512 + b"\r\n" + b"Y" * 513 + b"\r\n" + b"Z" * 512 + b"\n",
+    "partial": b"NOOP\r\nHELO unfinished",
+    "nul-bytes": b"HE\x00LO\r\n\x00\r\n",
+}
+for name, s in LINE_STREAMS.items():
+    write("line", name, struct.pack(">H", 512) + chunks() + s)
+    write("line", name + "-split", struct.pack(">H", 512) + chunks(1, 7, 3, 64) + s)
+write("line", "limit-1000", struct.pack(">H", 1000) + chunks(200) + b"Q" * 1001 + b"\r\n" + b"q" * 1000 + b"\r\n")
+write("line", "limit-0", struct.pack(">H", 0) + chunks(2) + b"\r\n\n\r\r\nx\r\n")
+write("line", "limit-over-max", struct.pack(">H", 1100) + chunks(255) + b"W" * 1050 + b"\r\n")
+
+# ---- command: one line ----
+COMMANDS = {
+    "ehlo": b"EHLO client.example",
+    "helo-spaces": b"helo   \t name.example  ",
+    "mail": b"MAIL FROM:<alice@example.org>",
+    "mail-params": b"MAIL FROM:<alice@example.org> SIZE=12345 BODY=8BITMIME SMTPUTF8",
+    "mail-null": b"MAIL FROM:<>",
+    "mail-bare": b"mail from: alice@example.org",
+    "mail-quoted": b'MAIL FROM:<"john \\"q\\" doe"@example.org>',
+    "mail-literal": b"MAIL FROM:<user@[192.0.2.1]> SIZE=1",
+    "mail-ipv6": b"MAIL FROM:<user@[IPv6:2001:db8::1]>",
+    "mail-utf8": "MAIL FROM:<j\u00f6rg@b\u00fccher.example> SMTPUTF8".encode(),
+    "rcpt-route": b"RCPT TO:<@relay1.example,@relay2.example:bob@example.com>",
+    "rcpt-postmaster": b"RCPT TO:<Postmaster>",
+    "rcpt-null": b"RCPT TO:<>",
+    "rcpt-param": b"RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com",
+    "bad-params": b"MAIL FROM:<a@b> SIZE= =x KEY==v -x",
+    "bad-domain": b"MAIL FROM:<a@-b-.example>",
+    "bad-dots": b"MAIL FROM:<a..b@c>",
+    "unclosed": b"MAIL FROM:<a@b",
+    "vrfy": b"VRFY <bob@example.com>",
+    "help": b"HELP MAIL",
+    "data": b"DATA",
+    "invalid-utf8": b"MAIL FROM:<\xff\xfe@\xc3.example>",
+}
+for name, s in COMMANDS.items():
+    write("command", name, s)
+
+# ---- data: limit, policy (0 normalize, 1 reject, 2 accept), chunk spec, stream ----
+DATA_STREAMS = {
+    "message": MESSAGE,
+    "empty": b".\r\n",
+    "stuffed": b"..\r\n...\r\n.x\r\n.\r\n",
+    "two-messages": b"one\r\n.\r\ntwo\r\n.\r\n",
+    "smuggle-lf-dot-lf": b"a\r\n\n.\nMAIL FROM:<x@y>\r\n.\r\n",
+    "smuggle-lf-dot-crlf": b"a\r\n\n.\r\nMAIL FROM:<x@y>\r\n.\r\n",
+    "smuggle-cr-dot-crlf": b"a\r\n\r.\r\nMAIL FROM:<x@y>\r\n.\r\n",
+    "smuggle-crlf-dot-lf": b"a\r\n.\nMAIL FROM:<x@y>\r\n.\r\n",
+    "smuggle-crlf-dot-cr": b"a\r\n.\rMAIL FROM:<x@y>\r\n.\r\n",
+    "bare-lf-body": b"line one\nline two\n.\nthree\r\n.\r\n",
+    "bare-cr-body": b"x\ry\r\r\n.\r\n",
+    "dot-cr-cr": b".\r\r\n.\r\n",
+    "nul-and-8bit": b"\x00\xff\xc3\xa9\r\n.\r\n",
+    "unfinished": b"no end yet\r\n.\r",
+}
+for name, s in DATA_STREAMS.items():
+    for policy in (0, 1, 2):
+        write("data", "%s-p%d" % (name, policy), bytes([0, policy]) + chunks() + s)
+    write("data", name + "-split", bytes([0, 0]) + chunks(1, 2, 3, 5) + s)
+write("data", "limit-small", bytes([20, 0]) + chunks(4) + MESSAGE)
+write("data", "limit-exact", bytes([5, 2]) + chunks() + b"abc\r\n.\r\n")
+write("data", "limit-huge", bytes([252, 2]) + chunks() + b"abc\r\n.\r\n")
+
+# ---- reply: mode 0 format / 1 utf8 / 2 escape ----
+def fmt(flags, code, enh, text):
+    return bytes([0, flags]) + struct.pack(">hH", code, len(enh)) + enh + text
+
+write("reply", "format-plain", fmt(8 | 0, 250, b"", b""))
+write("reply", "format-enh", fmt(2, 550, b"5.1.1", b"User unknown"))
+write("reply", "format-more", fmt(3, 250, b"2.0.0", b"mx.example greets you"))
+write("reply", "format-ctl", fmt(2, 451, b"4.3.0", b"a\r\nb\tc\x7f\x00d"))
+write("reply", "format-long", fmt(2, 552, b"5.3.4", b"x" * 700))
+write("reply", "format-odd-code", fmt(0, -7, b"", b"negative"))
+write("reply", "utf8-valid", bytes([1]) + "gr\u00fc\u00df \u20ac \U0001F4E7".encode())
+write("reply", "utf8-invalid", bytes([1]) + b"\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82")
+write("reply", "escape-mixed", bytes([2]) + struct.pack(">H", 64) + "a\\b\x01\x7f\xff \u00e9".encode())
+write("reply", "escape-cut", bytes([2]) + struct.pack(">H", 12) + b"\x01\x02\x03\x04\x05\x06")
+write("reply", "escape-cut-utf8", bytes([2]) + struct.pack(">H", 10) + "abcde\u00e9\x01fg".encode())
+write("reply", "escape-tiny", bytes([2]) + struct.pack(">H", 3) + b"abcdef")
+
+write("reply", "parse-enh", bytes([3]) + struct.pack(">h", 0) + b"250 2.1.5 Recipient ok")
+write("reply", "parse-more", bytes([3]) + struct.pack(">h", 0) + b"250-PIPELINING")
+write("reply", "parse-bare-code", bytes([3]) + struct.pack(">h", 0) + b"421")
+write("reply", "parse-wrong-class", bytes([3]) + struct.pack(">h", 0) + b"550 4.1.1 mismatch")
+write("reply", "parse-long-parts", bytes([3]) + struct.pack(">h", 0) + b"550 5.1234.1 too long")
+write("reply", "parse-not-reply", bytes([3]) + struct.pack(">h", 451) + b"4.7.1 text only")
+
+# ---- message: peer length, peer, data ----
+def msg(peer, data):
+    return bytes([len(peer)]) + peer + data
+
+write("message", "headers-body", msg(b"192.0.2.7", b"Subject: x\r\nFrom: a@b\r\n\r\nbody\r\n"))
+write("message", "no-blank-line", msg(b"192.0.2.7", b"Subject: x\r\nFrom: a@b\r\n"))
+write("message", "no-line-end", msg(b"2001:db8::1", b"Subject: x"))
+write("message", "bare-lf", msg(b"10.0.0.1", b"Subject: x\n\nbody\n"))
+write("message", "empty", msg(b"127.0.0.1", b""))
+write("message", "starts-blank", msg(b"127.0.0.1", b"\r\nbody only\r\n"))
+write("message", "long-peer", msg(b"p" * 120, b"Subject: y\r\n\r\n"))
+write("message", "trailing-cr", msg(b"::1", b"Subject: x\r"))
+
+# ---- channel: 6 header bytes, then the client's bytes ----
+def chan(flags=0, size=201, misc=3, seed=(1, 2, 3), data=b""):
+    return bytes([flags, size, misc]) + bytes(seed) + data
+
+BASIC = (b"HELO client.example\r\n"
+         b"MAIL FROM:<alice@example.org>\r\n"
+         b"RCPT TO:<bob@example.com>\r\n"
+         b"DATA\r\n" + MESSAGE + b"QUIT\r\n")
+PIPELINED = DIALOGUE + MESSAGE + b"RSET\r\nNOOP\r\nQUIT\r\n"
+write("channel", "helo-basic", chan(data=BASIC))
+write("channel", "ehlo-pipelined", chan(data=PIPELINED))
+write("channel", "ehlo-pipelined-1byte", chan(flags=0x40, seed=(9, 9, 9), data=PIPELINED))
+write("channel", "ehlo-pipelined-chunks", chan(flags=0x80 | 0x08, seed=(4, 5, 6), data=PIPELINED))
+write("channel", "debug-log", chan(flags=0x0c, data=PIPELINED))
+write("channel", "smtputf8", chan(flags=0x01, data=
+      "EHLO c\r\nMAIL FROM:<j\u00f6rg@b\u00fccher.example> SMTPUTF8\r\nRCPT TO:<\u00fc@x.example>\r\nDATA\r\n\u00e9\r\n.\r\n".encode()))
+write("channel", "decode-data", chan(flags=0x02, data=
+      b"EHLO c\r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n\xff\xfe\r\n.\r\n"))
+for i, s in enumerate((b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n")):
+    for policy in (0, 1, 2):
+        write("channel", "smuggle-%d-p%d" % (i, policy), chan(misc=3 | policy << 2, data=
+              b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi" + s +
+              b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\nforged\r\n.\r\n.\r\nQUIT\r\n"))
+write("channel", "overlong-line", chan(data=b"EHLO c\r\nNOOP " + b"A" * 700 + b"\r\nMAIL FROM:<a@b> " + b"X" * 520 + b"\r\nQUIT\r\n"))
+write("channel", "invalid-utf8", chan(flags=0x0c, data=b"EHLO \xff\xc3\r\nMAIL FROM:<\xed\xa0\x80@x>\r\nHELP \x01\x02\r\nQUIT\r\n"))
+write("channel", "size-limit", chan(size=10, data=
+      b"EHLO c\r\nMAIL FROM:<a@b> SIZE=11\r\nMAIL FROM:<a@b> SIZE=5\r\nRCPT TO:<c@d>\r\nDATA\r\n0123456789abcdef\r\n.\r\nQUIT\r\n"))
+write("channel", "many-rcpts", chan(misc=0, data=
+      b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<>\r\nRCPT TO:<c@x>\r\nDATA\r\n.\r\n"))
+write("channel", "commands", chan(data=
+      b"NOOP\r\nMAIL FROM:<a@b>\r\nHELO\r\nEHLO\r\nHELO x\r\nEHLO y\r\nHELO z\r\nVRFY <bob@x>\r\nVRFY ???\r\n"
+      b"EXPN list\r\nHELP\r\nHELP RCPT\r\nHELP FOO\r\nRSET x\r\nDATA x\r\nRCPT TO:<a@b>\r\nFOO\r\n\r\nQUIT\r\n"))
+write("channel", "events", chan(flags=0x20 | 0x80, seed=(7, 7, 7), data=PIPELINED * 3))
+write("channel", "bare-lf-commands", chan(data=b"EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nDATA\nx\n.\n.\r\n"))
+write("channel", "long-hostname", chan(flags=0x10, data=b"EHLO c\r\nHELP\r\nQUIT\r\n"))
