@@ -32,98 +32,44 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-SMTP_SINK = "/usr/sbin/smtp-sink"
-SMTP_SOURCE = "/usr/sbin/smtp-source"
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "pylib"))
+import smtpdtest  # noqa: E402
+from smtpdtest import SMTP_SINK, SMTP_SOURCE, RawClient, SmtpSink  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Sink(SmtpSink):
+    """smtp-sink -m 1000, backlog 1000; dump_dir: it dumps every message."""
 
-
-def wait_port(port, proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-def stop(proc, sig=signal.SIGTERM, timeout=2):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-class Sink:
     def __init__(self, port=None, dump_dir=None):
-        for _ in range(20):
-            self.port = port or free_port()
-            argv = [SMTP_SINK]
-            if os.geteuid() == 0:
-                argv += ["-u", "nobody"]
-            if dump_dir:
-                os.makedirs(dump_dir, exist_ok=True)
-                os.chmod(dump_dir, 0o777)
-                os.chmod(os.path.dirname(dump_dir), 0o711)
-                argv += ["-d", os.path.join(dump_dir, "%Y%m%d%H%M%S.")]
-            argv += ["-m", "1000", "127.0.0.1:%d" % self.port, "1000"]
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if wait_port(self.port, self.proc):
-                return
-            stop(self.proc)
-            time.sleep(0.1)  # a fixed port may still be held
-        raise SystemExit("smtp-sink would not start")
+        # A fixed port (a restart) may still be held a moment after a
+        # SIGKILL: up to 20 tries.
+        super().__init__("-m", "1000", port=port, dump_dir=dump_dir, backlog=1000, tries=20)
 
-    def stop(self, sig=signal.SIGTERM):
-        stop(self.proc, sig)
+    stop = SmtpSink.close
 
 
-class Proxy:
-    def __init__(self, smtpd, upstream_port, log_path):
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [smtpd, "-n", "-c", "PureProxy", "--relay-timeout", "5", "--hostname", "relay.bench",
-             "127.0.0.1:0", "127.0.0.1:%d" % upstream_port],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+class Proxy(smtpdtest.Smtpd):
+    """PureProxy to 127.0.0.1:upstream_port; its log goes to log_path when
+    it is stopped."""
+
+    TERM_WAIT = 1  # SIGTERM, then SIGKILL if it does not end
+
+    def __init__(self, upstream_port, log_path):
+        super().__init__("--relay-timeout", "5", "--hostname", "relay.bench", cls="PureProxy",
+                         extra=["127.0.0.1:%d" % upstream_port], stdout=subprocess.DEVNULL)
         self.log_path = log_path
-        deadline = time.monotonic() + 10
-        rx = re.compile(rb"listening on 127\.0\.0\.1:([1-9][0-9]*)\n")
-        while time.monotonic() < deadline:
-            with open(log_path, "rb") as f:
-                m = rx.search(f.read())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise SystemExit("PureProxy would not start; see " + log_path)
 
     def stop(self):
-        # SIGTERM, then SIGKILL if it does not end.
-        stop(self.proc, signal.SIGTERM, 1)
-        self.log.close()
+        self.close()
+        with open(self.log_path, "wb") as f:
+            f.write(self.stderr())
 
 
 def smtp_source(port, clients, messages, size):
@@ -147,48 +93,33 @@ def make_message(i, size):
             + body + b"END-OF-BENCH-%d\r\n" % i)
 
 
-class Failed(Exception):
-    pass
-
-
 def send_message(port, msg, i):
     """One message on one connection. Returns the final reply code; raises
-    Failed/OSError when the connection breaks."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        f = s.makefile("rb")
-        try:
-            def reply():
-                while True:
-                    line = f.readline(4096)
-                    if not line:
-                        raise Failed("closed")
-                    if line[3:4] != b"-":
-                        return int(line[:3])
-
-            def cmd(c):
-                s.sendall(c)
-                return reply()
-            if reply() != 220:
-                return 421
-            if cmd(b"EHLO client.example\r\n") != 250:
-                return 421
-            code = cmd(b"MAIL FROM:<a%d@example.com>\r\n" % i)
-            if code != 250:
-                return code
-            code = cmd(b"RCPT TO:<b%d@example.com>\r\n" % i)
-            if code != 250:
-                return code
-            code = cmd(b"DATA\r\n")
-            if code != 354:
-                return code
-            code = cmd(msg + b".\r\n")
-            try:
-                s.sendall(b"QUIT\r\n")
-            except OSError:
-                pass
+    EOFError/OSError when the connection breaks."""
+    c = RawClient(port, timeout=30)
+    try:
+        if c.reply()[0] != 220:
+            return 421
+        if c.command(b"EHLO client.example")[0] != 250:
+            return 421
+        code = c.command(b"MAIL FROM:<a%d@example.com>" % i)[0]
+        if code != 250:
             return code
-        finally:
-            f.close()
+        code = c.command(b"RCPT TO:<b%d@example.com>" % i)[0]
+        if code != 250:
+            return code
+        code = c.command(b"DATA")[0]
+        if code != 354:
+            return code
+        c.send(msg + b".\r\n")
+        code = c.reply()[0]
+        try:
+            c.send(b"QUIT\r\n")
+        except OSError:
+            pass
+        return code
+    finally:
+        c.close()
 
 
 class Run:
@@ -225,7 +156,7 @@ class Run:
                     self.attempts += 1
                 try:
                     code = send_message(self.port, msg, i)
-                except (Failed, OSError):
+                except (EOFError, OSError):
                     with self.lock:
                         self.broken += 1
                     time.sleep(0.05)
@@ -281,7 +212,7 @@ def main():
     for tool in (SMTP_SINK, SMTP_SOURCE, args.smtpd):
         if not os.access(tool, os.X_OK):
             raise SystemExit("missing: %s" % tool)
-    smtpd = os.path.abspath(args.smtpd)
+    smtpd = smtpdtest.paths["smtpd"] = os.path.abspath(args.smtpd)
     tmp = tempfile.mkdtemp(prefix="relay-load-")
     os.chmod(tmp, 0o711)
     procs = []
@@ -295,7 +226,7 @@ def main():
         sink = Sink()
         procs.append(sink)
         direct, t_direct = smtp_source(sink.port, args.clients, args.messages, args.size)
-        proxy = Proxy(smtpd, sink.port, os.path.join(tmp, "proxy1.log"))
+        proxy = Proxy(sink.port, os.path.join(tmp, "proxy1.log"))
         procs.append(proxy)
         relayed, t_relayed = smtp_source(proxy.port, args.clients, args.messages, args.size)
         proxy.stop()
@@ -313,7 +244,7 @@ def main():
         dump_dirs = [os.path.join(tmp, "dump-0")]
         sink = Sink(port=port, dump_dir=dump_dirs[0])
         procs.append(sink)
-        proxy = Proxy(smtpd, port, os.path.join(tmp, "proxy2.log"))
+        proxy = Proxy(port, os.path.join(tmp, "proxy2.log"))
         procs.append(proxy)
         run = Run(proxy.port, args.messages, args.clients, args.size)
         restarts = []

@@ -33,19 +33,20 @@ import json
 import os
 import queue
 import random
-import re
-import resource
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "pylib"))
+from smtpdtest import (SYSTEM_PYTHON, free_port, nofile_preexec, nofile_under_hard,  # noqa: E402
+                       proc_cpu_seconds, proc_rss_kib, raise_nofile, stop_process)
+
 HOSTILE = os.path.join(ROOT, "tests", "hardening", "hostile.py")
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+PYTHON = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable
 
 
 def find_smtpd(arg):
@@ -55,33 +56,12 @@ def find_smtpd(arg):
     sys.exit("soak: no smtpd program (use --smtpd PATH or SMTPD_BIN)")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def rss_kib(pid):
+def sample(reader, pid):
+    """reader(pid) (a /proc reader), or None once the process is gone."""
     try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_seconds(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            s = f.read()
-    except OSError:
+        return reader(pid)
+    except (OSError, KeyError, ValueError, IndexError):
         return None
-    fields = s[s.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -97,15 +77,11 @@ class Server:
         self.proc = None
 
     def start(self):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
-
-        def pre():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
+        # The server's stderr is read line by line here, not kept (a long
+        # run logs a lot): each delivery is counted, the last lines kept.
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=pre)
+                                     preexec_fn=nofile_preexec(nofile_under_hard(8192)))
         ready = threading.Event()
         threading.Thread(target=self._read, args=(self.proc, ready), daemon=True).start()
         if not ready.wait(15):
@@ -125,14 +101,8 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self, timeout=40):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                return "killed (did not exit %d s after SIGTERM)" % timeout
+        if not stop_process(self.proc, signal.SIGTERM, timeout):
+            return "killed (did not exit %d s after SIGTERM)" % timeout
         return self.proc.returncode
 
 
@@ -192,11 +162,7 @@ def main():
     args = ap.parse_args()
     smtpd = find_smtpd(args.smtpd)
     seconds = args.minutes * 60
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = args.hostile + 512
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE,
-                           (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    raise_nofile(args.hostile + 512)
     port = free_port()
     srv = Server(smtpd, port, args.cls, args.option)
     srv.start()
@@ -243,7 +209,7 @@ def main():
                   flush=True)
             srv.start()
             continue
-        rss = rss_kib(srv.proc.pid)
+        rss = sample(proc_rss_kib, srv.proc.pid)
         samples.append((elapsed, rss))
         if rss_1min is None and elapsed >= 60:
             rss_1min = rss
@@ -252,10 +218,10 @@ def main():
             next_report += 60
             print("soak: %5.1f min  RSS %6d KiB  delivered %d  good ok %d / failed %d  "
                   "CPU %.0f s" % (elapsed / 60, rss, srv.delivered, good.ok, good.failures,
-                                  cpu_seconds(srv.proc.pid) or -1), flush=True)
+                                  sample(proc_cpu_seconds, srv.proc.pid) or -1), flush=True)
 
     # The end, still under load.
-    rss_end = rss_kib(srv.proc.pid) if srv.alive() else None
+    rss_end = sample(proc_rss_kib, srv.proc.pid) if srv.alive() else None
     if rss_1min is None and samples:
         rss_1min = samples[0][1]  # runs shorter than a minute
     good.join(60)
@@ -278,7 +244,7 @@ def main():
             load.kill()
     time.sleep(3)
     alive = srv.alive()
-    rss_idle = rss_kib(srv.proc.pid) if alive else None
+    rss_idle = sample(proc_rss_kib, srv.proc.pid) if alive else None
     rc = srv.stop()
 
     pct = (rss_end - rss_1min) * 100.0 / rss_1min if rss_end and rss_1min else float("nan")

@@ -357,7 +357,7 @@ def fail(msg):
 def test_main(args):
     import hardlib
     if args.smtpd:
-        hardlib._paths["smtpd"] = args.smtpd
+        hardlib.paths["smtpd"] = args.smtpd
     t_start = time.monotonic()
     n = args.connections
     soft = hardlib.raise_nofile(n + 512)

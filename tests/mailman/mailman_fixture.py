@@ -10,6 +10,10 @@ still runs with our config file on its command line.
 
 Only the Python standard library is used (plus aiosmtpd inside recorder.py,
 which mailman3 depends on). A missing tool is a failure, never a skip.
+
+What every test directory shares (starting and stopping smtpd, the recorder,
+the raw client, ports, /proc) is in tests/pylib/smtpdtest.py; here is what
+only the MailmanProxy tests use.
 """
 
 import base64
@@ -18,21 +22,22 @@ import email.policy
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SYSTEM_PYTHON = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import smtpdtest  # noqa: E402
+from smtpdtest import (SYSTEM_PYTHON, free_port, smtpd_bin, take_path_args,  # noqa: E402,F401
+                       wait_until)
+
 MAILMAN = "/usr/bin/mailman"
 MAILMAN_BIN_DIR = "/usr/lib/mailman3/bin"
 REST_USER = "restadmin"
@@ -44,28 +49,9 @@ def log(msg):
     sys.stderr.flush()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def closed_port():
     """A loopback port where nothing listens (bound, then released)."""
     return free_port()
-
-
-def wait_until(pred, timeout, interval=0.2):
-    """Call pred() until it returns something true; return that, or None
-    after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
 
 
 def need_mailman():
@@ -205,26 +191,7 @@ start: no
 
     def _our_pids(self):
         """Processes that run with our config file on their command line."""
-        pids = []
-        needle = self.cfg.encode()
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == os.getpid():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    if needle in f.read():
-                        pids.append(int(d))
-            except OSError:
-                pass
-        return pids
-
-    @staticmethod
-    def _alive(pid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                return f.read().split(") ", 1)[1][0] != "Z"
-        except (OSError, IndexError):
-            return False
+        return smtpdtest.pids_with_cmdline(self.cfg.encode())
 
     def stop(self, timeout=30):
         """Stop Mailman and wait until all of its processes are gone."""
@@ -240,7 +207,7 @@ start: no
         except (OSError, subprocess.SubprocessError) as e:
             log("mailman stop failed: %s" % e)
         if pid:
-            wait_until(lambda: not self._alive(pid), timeout, 0.2)
+            wait_until(lambda: not smtpdtest.proc_alive(pid), timeout, 0.2)
         # The REST worker is usually the last; give the rest a moment, then kill.
         wait_until(lambda: not self._our_pids(), 5, 0.2)
         left = self._our_pids()
@@ -251,7 +218,7 @@ start: no
                 pass
         if left:
             log("killed leftover Mailman processes %s" % left)
-            wait_until(lambda: not any(self._alive(p) for p in left), 5, 0.1)
+            wait_until(lambda: not any(smtpdtest.proc_alive(p) for p in left), 5, 0.1)
         log("Mailman stopped in %.1f s" % (time.monotonic() - t0))
 
     def remove(self):
@@ -307,45 +274,24 @@ start: no
 # ---------------------------------------------------------------- recorder
 
 
-class Recorder:
-    """recorder.py in a subprocess: an SMTP server writing JSON lines."""
+class Recorder(smtpdtest.Recorder):
+    """recorder.py (see smtpdtest.Recorder) journaling to WORKDIR/NAME.jsonl,
+    its messages parsed and picked by a token."""
 
     def __init__(self, workdir, name):
         self.name = name
-        self.port = free_port()
-        self.path = os.path.join(workdir, name + ".jsonl")
-        open(self.path, "w").close()
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, "-B", os.path.join(HERE, "recorder.py"), "--port", str(self.port),
-             "--out", self.path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        ready = select.select([self.proc.stdout], [], [], 20)[0]
-        line = self.proc.stdout.readline() if ready else b""
-        if line.strip() != b"READY":
-            self.stop()
-            raise AssertionError("recorder %s did not start: %r %r" %
-                                 (name, line, self.proc.stderr.read()))
-
-    def events(self):
-        out = []
-        with open(self.path, "rb") as f:
-            for line in f:
-                if line.endswith(b"\n"):
-                    out.append(json.loads(line))
-        return out
+        path = os.path.join(workdir, name + ".jsonl")
+        open(path, "w").close()
+        super().__init__(journal=path, start_timeout=20)
 
     def connects(self):
-        return sum(1 for e in self.events() if e["event"] == "connect")
+        return len(self.connections())
 
     def messages(self, token=None):
         """Recorded messages (data decoded to bytes, "msg" parsed), those
         whose data contains token when given."""
         out = []
-        for e in self.events():
-            if e["event"] != "message":
-                continue
-            e["data"] = base64.b64decode(e["data"])
+        for e in super().messages():
             if token is not None and token.encode() not in e["data"]:
                 continue
             e["msg"] = email.message_from_bytes(e["data"], policy=email.policy.compat32)
@@ -362,125 +308,72 @@ class Recorder:
             [e for e in self.messages(token) if pred is None or pred(e)]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
+        self.close(timeout=10)
 
 
 # ---------------------------------------------------------------- the proxy
 
 
-class Proxy:
+class Proxy(smtpdtest.Smtpd):
     """`smtpd -n -d -c MailmanProxy ... 127.0.0.1:0 127.0.0.1:SMARTHOST`."""
 
-    def __init__(self, smtpd, lmtp_port, smarthost_port, *extra):
-        self.argv = [smtpd, "-n", "-d", "-c", "MailmanProxy",
-                     "--mailman-lmtp", "127.0.0.1:%d" % lmtp_port,
-                     "--hostname", "proxy.test", "--relay-timeout", "20"] + list(extra) + \
-                    ["127.0.0.1:0", "127.0.0.1:%d" % smarthost_port]
-        self.lines = []
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        m = wait_until(lambda: self._listening() or self.proc.poll() is not None, 10, 0.05)
-        port = self._listening()
-        if not port:
-            self.stop()
-            raise AssertionError("smtpd did not start (%r): %s" % (m, self.log()))
-        self.port = port
+    # Short: test_sigterm_exits_promptly is the test of how it exits.
+    TERM_WAIT = 3
 
-    def _read(self):
-        for raw in self.proc.stderr:
-            with self.lock:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def _listening(self):
-        with self.lock:
-            for line in self.lines:
-                m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-                if m:
-                    return int(m.group(1))
-        return None
+    def __init__(self, lmtp_port, smarthost_port, *extra):
+        super().__init__("-d", "-c", "MailmanProxy",
+                         "--mailman-lmtp", "127.0.0.1:%d" % lmtp_port,
+                         "--hostname", "proxy.test", "--relay-timeout", "20", *extra,
+                         cls=None, extra=["127.0.0.1:%d" % smarthost_port],
+                         stdout=subprocess.DEVNULL)
 
     def log(self):
-        with self.lock:
-            return "\n".join(self.lines[-150:])
+        """The last 150 lines of its log."""
+        text = self.err.data().decode("utf-8", "replace").removesuffix("\n")
+        return "\n".join(text.split("\n")[-150:])
 
-    def terminate(self, timeout):
-        """SIGTERM; return the exit status, or None if it still runs after
-        timeout seconds."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout=3):
-        # Short: test_sigterm_exits_promptly is the test of how it exits.
-        if self.terminate(timeout) is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
+    stop = smtpdtest.Smtpd.close
 
 
 # ---------------------------------------------------------------- SMTP client
 
 
-class Client:
-    """A raw SMTP client that returns each reply as (code, text) and can
-    check that the server sent nothing it was not asked for."""
+class Client(smtpdtest.RawClient):
+    """A raw SMTP client (see smtpdtest.RawClient) that returns each reply
+    as (code, text), keeps a transcript for failure messages and can check
+    that the server sent nothing it was not asked for."""
+
+    ERRORS = "replace"
 
     def __init__(self, port, timeout=60):
-        self.sock = socket.create_connection(("127.0.0.1", port), 10)
+        super().__init__(port, timeout=10)
         self.sock.settimeout(timeout)
-        self.buf = b""
         self.transcript = []
         self.greeting = self.reply()
 
     def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection; transcript:\n" +
-                                      "\n".join(self.transcript))
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
+        try:
+            line = super()._line()
+        except EOFError:
+            raise ConnectionError("server closed the connection; transcript:\n" +
+                                  "\n".join(self.transcript))
+        self.transcript.append("S: " + line.decode("utf-8", "replace"))
+        return line
 
     def reply(self):
-        lines = []
-        while True:
-            line = self._line()
-            self.transcript.append("S: " + line)
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                break
-        return int(lines[-1][:3]), "\n".join(l[4:] for l in lines)
+        code, texts = super().reply()
+        return code, "\n".join(texts)
 
     def cmd(self, line):
         self.transcript.append("C: " + line)
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
+        return self.command(line)
 
     def data(self, message):
         """DATA, the message (dot-stuffed), the final dot: the final reply."""
         code, text = self.cmd("DATA")
         if code != 354:
             return code, text
-        body = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        body = re.sub(rb"(?m)^\.", b"..", body)
+        body = smtpdtest.stuff(message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         self.transcript.append("C: <%d bytes>" % len(body))
         self.sock.sendall(body + b".\r\n")
         return self.reply()

@@ -36,16 +36,7 @@ OUTSIDER = "outsider@elsewhere.example"
 LOGDIR = os.path.abspath("mailman-proxy-logs")
 MAILMAN_WAIT = 60  # seconds for mail to come out of Mailman's queues
 
-_opts = {"smtpd": os.environ.get("SMTPD_BIN")}
 ENV = {}  # mailman, smarthost, mailman_out, workdir
-
-
-def smtpd_bin():
-    path = _opts["smtpd"]
-    if not path or not os.access(path, os.X_OK):
-        raise AssertionError("smtpd binary not given or not executable: %r "
-                             "(pass --smtpd PATH or set SMTPD_BIN)" % path)
-    return path
 
 
 def save_mailman_logs():
@@ -61,7 +52,7 @@ def save_mailman_logs():
 
 
 def setUpModule():
-    smtpd_bin()
+    fx.smtpd_bin()
     fx.need_mailman()
     shutil.rmtree(LOGDIR, ignore_errors=True)
     os.makedirs(LOGDIR)
@@ -133,8 +124,7 @@ class Base(unittest.TestCase):
         self.clients = []
 
     def start_proxy(self, *extra, lmtp_port=None):
-        p = fx.Proxy(smtpd_bin(), lmtp_port or self.mailman.lmtp_port, self.smarthost.port,
-                     *extra)
+        p = fx.Proxy(lmtp_port or self.mailman.lmtp_port, self.smarthost.port, *extra)
         self.proxies.append(p)
         self.addCleanup(self._stop_proxy, p)
         return p
@@ -526,19 +516,7 @@ def load_tests(loader, tests, pattern):
 
 
 def main():
-    argv = [sys.argv[0]]
-    args = sys.argv[1:]
-    i = 0
-    while i < len(args):
-        if args[i] == "--smtpd" and i + 1 < len(args):
-            _opts["smtpd"] = os.path.abspath(args[i + 1])
-            i += 2
-        elif args[i].startswith("--smtpd="):
-            _opts["smtpd"] = os.path.abspath(args[i].split("=", 1)[1])
-            i += 1
-        else:
-            argv.append(args[i])
-            i += 1
+    argv = [sys.argv[0]] + fx.take_path_args(sys.argv[1:])
     t0 = time.monotonic()
     prog = unittest.main(module=sys.modules[__name__], argv=argv, verbosity=2, exit=False)
     fx.log("total %.1f s" % (time.monotonic() - t0))

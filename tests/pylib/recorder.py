@@ -1,17 +1,19 @@
-"""A recording upstream for the relay tests: aiosmtpd (Debian python3-aiosmtpd).
+"""A recording upstream SMTP server: aiosmtpd (Debian python3-aiosmtpd, which
+mailman3 depends on). The relay and MailmanProxy tests start it through
+smtpdtest.Recorder:
 
     /usr/bin/python3 recorder.py --port PORT --out FILE [--no-smtputf8]
 
 Listens on 127.0.0.1:PORT and appends one JSON line to FILE per event:
 
-    {"event": "connect", "peer": [addr, port]}
+    {"event": "connect", "peer": [addr, port]}       (at the first HELO/EHLO)
     {"event": "message", "peer": [addr, port], "helo": ..., "mail_from": ...,
      "rcpt_tos": [...], "mail_options": [...], "rcpt_options": [[...], ...],
      "data": base64 of the raw data (dot-unstuffed, CRLF kept)}
 
 Recipients whose local part starts with "reject" are refused 550 5.1.1,
 those starting with "defer" 450 4.2.1. Prints "READY" on standard output
-once it serves, then runs until killed.
+once it serves, then runs until SIGTERM/SIGINT.
 """
 
 import argparse
