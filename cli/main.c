@@ -23,15 +23,28 @@
 /* Seconds that transactions in flight get after SIGINT/SIGTERM. */
 #define SHUTDOWN_GRACE_SECONDS 30
 
+/* The program's one log sink: standard error, a line per event. The pid
+ * (set again in each worker) and the formatted second are kept, since a busy
+ * server logs a line per message. */
+static struct {
+    long pid;
+    time_t second;
+    char when[32];
+} logger;
+
 static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
     (void)arg;
-    char when[32];
     time_t now = time(NULL);
-    struct tm tm;
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", gmtime_r(&now, &tm));
-    fprintf(stderr, "%s smtpd[%ld] %s: %s\n", when, (long)getpid(), names[level], line);
+    if (now != logger.second || !logger.when[0]) {
+        struct tm tm;
+        strftime(logger.when, sizeof(logger.when), "%Y-%m-%dT%H:%M:%S", gmtime_r(&now, &tm));
+        logger.second = now;
+    }
+    if (logger.pid == 0)
+        logger.pid = (long)getpid();
+    fprintf(stderr, "%s smtpd[%ld] %s: %s\n", logger.when, logger.pid, names[level], line);
 }
 
 struct run {
@@ -243,6 +256,7 @@ static int serve(const struct options *o)
         rc = EX_OSERR;
         goto out;
     }
+    logger.pid = (long)getpid(); /* a worker logs its own pid */
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
     r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
     if (!r.sigint || !r.sigterm || event_add(r.sigint, NULL) || event_add(r.sigterm, NULL)) {

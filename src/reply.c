@@ -5,16 +5,32 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Copy @p src into buf from len up to room, control characters as spaces. */
+static size_t put_text(char *buf, size_t len, size_t room, const char *src)
+{
+    for (; *src && len < room; src++)
+        buf[len++] = ((unsigned char)*src < 0x20 || *src == 0x7f) ? ' ' : *src;
+    return len;
+}
+
+/* Built by hand, not with snprintf: every reply of every session comes here. */
 size_t reply_format(char *buf, int code, bool more, const char *enh, const char *text)
 {
     /* Room for the CRLF is kept out of the text. */
     const size_t room = REPLY_LINE_MAX - 2;
-    int n = snprintf(buf, room + 1, "%03d%c%s%s", code, more ? '-' : ' ', enh ? enh : "",
-                     enh ? " " : "");
-    /* snprintf returns the untruncated length: never trust it past room. */
-    size_t len = n < 0 ? 0 : (size_t)n > room ? room : (size_t)n;
-    for (const char *t = text ? text : ""; *t && len < room; t++)
-        buf[len++] = ((unsigned char)*t < 0x20 || *t == 0x7f) ? ' ' : *t;
+    if (code < 0 || code > 999)
+        code = 0;
+    buf[0] = (char)('0' + code / 100);
+    buf[1] = (char)('0' + code / 10 % 10);
+    buf[2] = (char)('0' + code % 10);
+    buf[3] = more ? '-' : ' ';
+    size_t len = 4;
+    if (enh) {
+        len = put_text(buf, len, room, enh);
+        if (len < room)
+            buf[len++] = ' ';
+    }
+    len = put_text(buf, len, room, text ? text : "");
     buf[len++] = '\r';
     buf[len++] = '\n';
     return len;

@@ -3,13 +3,14 @@
  * name resolves to, the connection cap, accept back-pressure on EMFILE and
  * graceful shutdown.
  */
+/* accept4() */
+#define _GNU_SOURCE
 #include "connection.h"
 #include "fqdn.h"
 #include "hostport.h"
 #include "smtpd.h"
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,12 +25,21 @@
 
 /* After EMFILE/ENFILE, accepting resumes when a client leaves or after this. */
 #define ACCEPT_RETRY_SECONDS 1
+/* Connections taken per wake-up of a listener: a few, so that worker
+ * processes sharing the listener (smtpd --workers) share the clients too. */
+#define ACCEPT_BATCH 4
+
+/* A listening socket and its read event. */
+struct listener {
+    evutil_socket_t fd;
+    struct event *ev;
+};
 
 struct smtpd_server {
     struct event_base *base;
     struct chan_params params;
     char *hostname;
-    struct evconnlistener **listeners;
+    struct listener *listeners;
     size_t n_listeners;
     struct conn *conns;
     size_t n_conns;
@@ -127,9 +137,9 @@ static void pause_accept(struct smtpd_server *srv, bool pause)
     srv->accept_paused = pause;
     for (size_t i = 0; i < srv->n_listeners; i++) {
         if (pause)
-            evconnlistener_disable(srv->listeners[i]);
+            event_del(srv->listeners[i].ev);
         else
-            evconnlistener_enable(srv->listeners[i]);
+            event_add(srv->listeners[i].ev, NULL);
     }
 }
 
@@ -140,14 +150,10 @@ static void retry_accept(evutil_socket_t fd, short what, void *arg)
     pause_accept(arg, false);
 }
 
-/* Accept failed: out of descriptors means wait for one to free, not spin. */
-static void accept_error(struct evconnlistener *l, void *arg)
+/* Accept failed for lack of descriptors or memory: wait for one to free
+ * rather than spin on a listener that stays readable. */
+static void accept_pause(struct smtpd_server *srv, int e)
 {
-    struct smtpd_server *srv = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    (void)l;
-    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
-        return;
     server_log(srv, SMTPD_LOG_WARNING, "accept: %s; pausing", strerror(e));
     pause_accept(srv, true);
     if (!srv->retry_ev)
@@ -181,12 +187,8 @@ static void refuse(evutil_socket_t fd)
     evutil_closesocket(fd);
 }
 
-static void accept_conn(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                        int socklen, void *arg)
+static void accept_conn(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
 {
-    struct smtpd_server *srv = arg;
-    (void)l;
-    (void)socklen;
     unsigned max = srv->params.cfg.max_connections;
     unsigned per_ip = srv->params.cfg.max_connections_per_ip;
     if (srv->shutting_down || (max && srv->n_conns >= max)) {
@@ -208,6 +210,27 @@ static void accept_conn(struct evconnlistener *l, evutil_socket_t fd, struct soc
     }
     conn_link(c, &srv->conns);
     srv->n_conns++;
+}
+
+static void listener_ready(evutil_socket_t lfd, short what, void *arg)
+{
+    struct smtpd_server *srv = arg;
+    (void)what;
+    for (int i = 0; i < ACCEPT_BATCH && !srv->accept_paused && !srv->shutting_down; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_conn(srv, fd, (struct sockaddr *)&ss);
+            continue;
+        }
+        int e = errno;
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+            accept_pause(srv, e);
+        else if (e == EINTR || e == ECONNABORTED)
+            continue;
+        return; /* EAGAIN: another worker took it, or nothing left */
+    }
 }
 
 void server_conn_closed(struct smtpd_server *srv)
@@ -269,20 +292,21 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
             err = SMTPD_ERR_BIND;
             break;
         }
-        struct evconnlistener **v =
-            realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(struct evconnlistener *));
-        struct evconnlistener *l =
-            v ? evconnlistener_new(srv->base, accept_conn, srv, LEV_OPT_CLOSE_ON_FREE, 0, fd)
-              : NULL;
+        struct listener *v =
+            realloc(srv->listeners, (srv->n_listeners + 1) * sizeof(struct listener));
         if (v)
             srv->listeners = v;
-        if (!l) {
+        struct event *ev =
+            v ? event_new(srv->base, fd, EV_READ | EV_PERSIST, listener_ready, srv) : NULL;
+        if (!ev || (!srv->accept_paused && event_add(ev, NULL) != 0)) {
+            if (ev)
+                event_free(ev);
             close(fd);
             err = SMTPD_ERR_NOMEM;
             break;
         }
-        evconnlistener_set_error_cb(l, accept_error);
-        srv->listeners[srv->n_listeners++] = l;
+        srv->listeners[srv->n_listeners].fd = fd;
+        srv->listeners[srv->n_listeners++].ev = ev;
         if (strcmp(port, "0") == 0 && !chosen[0]) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
@@ -312,7 +336,7 @@ enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, ch
         return SMTPD_ERR_STATE;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    if (getsockname(evconnlistener_get_fd(srv->listeners[i]), (struct sockaddr *)&ss, &sl) != 0)
+    if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&ss, &sl) != 0)
         return SMTPD_ERR_BIND;
     char addr[INET6_ADDRSTRLEN] = "?";
     if (ss.ss_family == AF_INET6) {
@@ -339,8 +363,10 @@ size_t smtpd_server_session_count(const struct smtpd_server *srv)
 
 static void close_listeners(struct smtpd_server *srv)
 {
-    for (size_t i = 0; i < srv->n_listeners; i++)
-        evconnlistener_free(srv->listeners[i]);
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        event_free(srv->listeners[i].ev);
+        close(srv->listeners[i].fd);
+    }
     free(srv->listeners);
     srv->listeners = NULL;
     srv->n_listeners = 0;

@@ -52,7 +52,7 @@ def run_smtpd(args, timeout=5, **kw):
     """Run the program to completion, for command lines that must make it
     exit. One that goes on running (e.g. serving instead of refusing the
     command line) is killed and reported as a failure."""
-    argv = [smtpd_bin()] + list(args)
+    argv = smtpdtest.smtpd_argv() + list(args)
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, **kw)
     try:

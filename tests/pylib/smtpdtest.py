@@ -25,6 +25,7 @@ so that a test runs the same under CTest and by hand. Standard library only.
 import base64
 import json
 import os
+import shlex
 import re
 import resource
 import shutil
@@ -63,6 +64,12 @@ def smtpd_bin():
         raise AssertionError("smtpd binary not given or not executable: %r "
                              "(pass --smtpd PATH or set SMTPD_BIN)" % path)
     return path
+
+
+def smtpd_argv():
+    """The command line that starts smtpd: the words of $SMTPD_WRAPPER (for
+    example a valgrind command, see .ci/run) and then the binary."""
+    return shlex.split(os.environ.get("SMTPD_WRAPPER", "")) + [smtpd_bin()]
 
 
 def take_path_args(args, names=("smtpd",)):
@@ -341,7 +348,7 @@ class Smtpd:
     def __init__(self, *options, cls="DebuggingServer", listen="127.0.0.1:0", extra=(),
                  nosetuid=True, preexec_fn=None, stdout=subprocess.PIPE, term_wait=None):
         self.term_wait = self.TERM_WAIT if term_wait is None else term_wait
-        self.argv = [smtpd_bin()]
+        self.argv = smtpd_argv()
         if nosetuid:
             self.argv.append("-n")
         if cls is not None:
