@@ -47,6 +47,12 @@ sys.path.insert(0, HERE)
 RST = "rst"
 CLOSE = "close"
 
+# A well-behaved client's message must be through within this many seconds.
+# The figure is 1 s; a sanitizer or valgrind build is several times
+# slower, so CI raises it there (SMTPD_TEST_LATENCY) and keeps 1 s for the
+# plain build.
+LATENCY_LIMIT = float(os.environ.get("SMTPD_TEST_LATENCY", "1.0"))
+
 # ---- behaviours: generators of (delay before the next step, bytes | RST | CLOSE) ----
 
 PIPE_LINES = [
@@ -444,12 +450,12 @@ def test_main(args):
             rss_peak = max(rss_peak, hardlib.proc_rss_kib(pid))
             print("good message %d: printed %.3f s after the client began (smtplib %.3f s)"
                   % (k, t_deliv, t_smtp), flush=True)
-            if t_deliv > 1.0:
+            if t_deliv > LATENCY_LIMIT:
                 with open("/proc/loadavg") as f:
                     loadavg = f.read().strip()
-                problems.append("good message %d printed %.3f s after sending (limit 1 s); "
+                problems.append("good message %d printed %.3f s after sending (limit %g s); "
                                 "smtplib took %.3f s; load average %s"
-                                % (k, t_deliv, t_smtp, loadavg))
+                                % (k, t_deliv, LATENCY_LIMIT, t_smtp, loadavg))
         stats_line = expect("STATS ", args.seconds + 40)
         cpu_load = hardlib.proc_cpu_seconds(pid) - cpu0
         if not stats_line:
