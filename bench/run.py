@@ -733,17 +733,20 @@ def ensure_pipe_client():
 
 
 def update_readme(table, png_rel):
-    path = os.path.join(HERE, "README.md")
+    """Put the table and plot between the results markers of bench/README.md
+    and of the project's README.md (png_rel is relative to bench/)."""
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-    with open(path) as f:
-        text = f.read()
-    if begin not in text or end not in text:
-        print("# README.md has no results markers; not updated")
-        return
-    new = f"{begin}\n{table}\n\n![plot]({png_rel})\n{end}"
-    text = text[:text.index(begin)] + new + text[text.index(end) + len(end):]
-    with open(path, "w") as f:
-        f.write(text)
+    for path, png in ((os.path.join(HERE, "README.md"), png_rel),
+                      (os.path.join(HERE, "..", "README.md"), "bench/" + png_rel)):
+        with open(path) as f:
+            text = f.read()
+        if begin not in text or end not in text:
+            print("# %s has no results markers; not updated" % path)
+            continue
+        new = f"{begin}\n{table}\n\n![plot]({png})\n{end}"
+        text = text[:text.index(begin)] + new + text[text.index(end) + len(end):]
+        with open(path, "w") as f:
+            f.write(text)
 
 
 def rerender(a):
