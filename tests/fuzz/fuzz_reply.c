@@ -145,7 +145,9 @@ static void fuzz_format(struct fuzz_in *in)
     FUZZ_CHECK(buf[n - 2] == '\r' && buf[n - 1] == '\n');
 
     char head[64 + 1024];
-    snprintf(head, sizeof(head), "%03d%c%s%s", code, more ? '-' : ' ', enh ? enh : "",
+    /* A code that is not three digits is written as 000. */
+    int shown = (code < 0 || code > 999) ? 0 : code;
+    snprintf(head, sizeof(head), "%03d%c%s%s", shown, more ? '-' : ' ', enh ? enh : "",
              enh ? " " : "");
     size_t hl = strlen(head);
     const char *t = text ? text : "";
