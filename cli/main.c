@@ -211,6 +211,7 @@ static int serve(const struct options *o)
     cfg.max_errors = o->max_errors;
     cfg.min_data_rate = o->min_data_rate;
     cfg.bare_lf = (enum smtpd_bare_lf)o->bare_lf;
+    cfg.reuse_port = o->workers > 1;
     cfg.log = log_stderr;
     cfg.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
 
@@ -221,6 +222,7 @@ static int serve(const struct options *o)
     }
     struct class_state cs = {0};
     struct run r = {0};
+    struct smtpd_server *others[WORKERS_MAX] = {0}; /* --workers: not yet forked */
     enum smtpd_err err;
     int rc = pick_class(o, base, &cs);
     if (rc != 0)
@@ -242,6 +244,23 @@ static int serve(const struct options *o)
                                                                               : EX_UNAVAILABLE;
         goto out;
     }
+    /* --workers: one more server per worker on the very same addresses. */
+    for (unsigned i = 1; i < o->workers && i < WORKERS_MAX; i++) {
+        others[i] = smtpd_server_new(base, &cfg, &cs.h, &err);
+        for (size_t j = 0; others[i] && j < smtpd_server_listener_count(r.srv); j++) {
+            char addr[80];
+            if (smtpd_server_address(r.srv, j, addr, sizeof(addr)) != SMTPD_OK ||
+                smtpd_server_listen(others[i], addr) != SMTPD_OK) {
+                smtpd_server_free(others[i]);
+                others[i] = NULL;
+            }
+        }
+        if (!others[i]) {
+            fprintf(stderr, "smtpd: cannot listen for worker %u\n", i + 1);
+            rc = EX_OSERR;
+            goto out;
+        }
+    }
     if (!o->nosetuid) {
         char why[256];
         if (privdrop("nobody", why, sizeof(why)) != 0) {
@@ -255,6 +274,19 @@ static int serve(const struct options *o)
         fprintf(stderr, "smtpd: cannot start %u worker processes\n", o->workers);
         rc = EX_OSERR;
         goto out;
+    }
+    /* Each process keeps its own worker's server and closes the others. */
+    if (o->workers > 1) {
+        unsigned me = r.workers.index;
+        if (me > 0) {
+            smtpd_server_free(r.srv);
+            r.srv = others[me];
+            others[me] = NULL;
+        }
+        for (unsigned i = 1; i < o->workers; i++) {
+            smtpd_server_free(others[i]);
+            others[i] = NULL;
+        }
     }
     logger.pid = (long)getpid(); /* a worker logs its own pid */
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
@@ -282,6 +314,8 @@ out:
         event_free(r.sigint);
     if (r.sigterm)
         event_free(r.sigterm);
+    for (unsigned i = 1; i < WORKERS_MAX; i++)
+        smtpd_server_free(others[i]);
     smtpd_server_free(r.srv);
     smtpd_proxy_free(cs.proxy);
     if (cs.dl)

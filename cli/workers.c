@@ -12,6 +12,7 @@ int workers_spawn(struct workers *w, struct event_base *base, unsigned total)
 {
     w->n = 0;
     w->child = false;
+    w->index = 0;
     for (unsigned i = 1; i < total && i < WORKERS_MAX; i++) {
         fflush(NULL); /* no buffered output written twice */
         pid_t pid = fork();
@@ -22,6 +23,7 @@ int workers_spawn(struct workers *w, struct event_base *base, unsigned total)
         }
         if (pid == 0) {
             w->child = true;
+            w->index = i;
             w->n = 0;
             /* epoll and signal state must not be shared with the parent. */
             return event_reinit(base) == 0 ? 0 : -1;

@@ -1,8 +1,9 @@
 /*
- * --workers N: N processes serve the same listening sockets, each with its
- * own event loop (fork after binding; the kernel hands each connection to
- * one of them). The first process is the parent: it forwards SIGINT/SIGTERM
- * to the others and waits for them before it exits.
+ * --workers N: N processes, each with its own event loop and its own server
+ * on the same addresses (SO_REUSEPORT, bound before the fork and before root
+ * is dropped; the kernel spreads the clients over them). The first process is
+ * the parent: it forwards SIGINT/SIGTERM to the others and waits for them
+ * before it exits.
  */
 #ifndef SMTPD_CLI_WORKERS_H
 #define SMTPD_CLI_WORKERS_H
@@ -16,8 +17,9 @@ struct event_base;
 
 struct workers {
     pid_t pids[WORKERS_MAX];
-    unsigned n; /* children started (the parent's count) */
-    bool child; /* this process is a child */
+    unsigned n;     /* children started (the parent's count) */
+    bool child;     /* this process is a child */
+    unsigned index; /* this process's worker number: 0 for the parent */
 };
 
 /** Start @p total - 1 children; each reinitialises @p base. @return 0, or

@@ -118,6 +118,10 @@ struct smtpd_config {
     unsigned min_data_rate;
     /** Bare CR / LF in message data. Default SMTPD_BARE_LF_NORMALIZE. */
     enum smtpd_bare_lf bare_lf;
+    /** Set SO_REUSEPORT on the listening sockets, so that several servers
+     *  (in several processes) can listen on one address and the kernel
+     *  spreads the clients over them. Default false. */
+    bool reuse_port;
     /** Log callback and its argument; NULL: no logging. */
     smtpd_log_fn log;
     void *log_arg;

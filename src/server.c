@@ -242,13 +242,15 @@ void server_conn_closed(struct smtpd_server *srv)
         event_del(srv->grace_ev);
 }
 
-static int listen_socket(const struct addrinfo *ai)
+static int listen_socket(const struct addrinfo *ai, bool reuse_port)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -1;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuse_port)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     /* "::" must not take the IPv4 port too: "0.0.0.0" is bound separately. */
     if (ai->ai_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -287,7 +289,7 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
             else
                 in6->sin6_port = p;
         }
-        int fd = listen_socket(ai);
+        int fd = listen_socket(ai, srv->params.cfg.reuse_port);
         if (fd < 0) {
             err = SMTPD_ERR_BIND;
             break;
