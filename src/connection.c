@@ -146,16 +146,35 @@ static void finish_eof(struct conn *c)
     tr_close(c);
 }
 
+/* Stop reading while too many replies wait for the client; conn_write()
+ * resumes once they are all sent. */
+static void pause_if_output_high(struct conn *c)
+{
+    if (!c->output_paused && !c->closing &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH) {
+        c->output_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    while (!c->closing) {
+    /* Feed until the input is used up, a handler is pending or the session
+     * closes; and stop once a client that does not read its replies has let
+     * OUTPUT_HIGH bytes of them pile up (checked per chunk, so a burst of
+     * pipelined commands cannot grow the output without bound). */
+    while (!c->closing && !c->output_paused) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
             break;
         size_t used = channel_feed(c->chan, v.iov_base, v.iov_len);
         evbuffer_drain(in, used);
+        if (evbuffer_get_length(c->out) > OUTPUT_HIGH) {
+            flush_out(c);
+            pause_if_output_high(c);
+        }
         if (used < v.iov_len)
             break;
     }
@@ -168,10 +187,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
     finish_eof(c);
     if (c->closing)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_HIGH) {
-        c->output_paused = true;
-        bufferevent_disable(bev, EV_READ);
-    }
+    pause_if_output_high(c);
 }
 
 static void conn_write(struct bufferevent *bev, void *arg)
