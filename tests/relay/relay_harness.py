@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
@@ -60,6 +61,22 @@ class Proxy(smtpdtest.Smtpd):
 
 
 # ---------------------------------------------------------------- upstreams
+
+class RelayTestCase(unittest.TestCase):
+    """A test case whose servers are stopped, newest first, after each test."""
+
+    def setUp(self):
+        self.cleanups = []
+
+    def tearDown(self):
+        for f in reversed(self.cleanups):
+            f()
+
+    def proxy(self, port, *options, **kw):
+        p = Proxy(port, *options, **kw)
+        self.cleanups.append(p.close)
+        return p
+
 
 class FakeUpstream(smtpdtest.ThreadedServer):
     """A hand-written SMTP server on a thread, for behaviour the real servers

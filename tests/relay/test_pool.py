@@ -8,29 +8,17 @@ it unseen) costs the client nothing: the relay retries on a fresh one.
 import signal
 import threading
 import time
-import unittest
 
 import relay_harness as h
 
 
-class Pool(unittest.TestCase):
-
-    def setUp(self):
-        self.cleanups = []
-
-    def tearDown(self):
-        for f in reversed(self.cleanups):
-            f()
+class Pool(h.RelayTestCase):
 
     def recorder(self, **kw):
         r = h.Recorder(**kw)
         self.cleanups.append(r.cleanup)
         return r
 
-    def proxy(self, port, *options):
-        p = h.Proxy(port, *options)
-        self.cleanups.append(p.close)
-        return p
 
     def send(self, proxy, n_clients, per_client=1, tag="m"):
         """Clients one after another, each on its own connection."""

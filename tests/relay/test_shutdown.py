@@ -10,24 +10,12 @@ import signal
 import subprocess
 import threading
 import time
-import unittest
 
 import relay_harness as h
 
 
-class Shutdown(unittest.TestCase):
+class Shutdown(h.RelayTestCase):
 
-    def setUp(self):
-        self.cleanups = []
-
-    def tearDown(self):
-        for f in reversed(self.cleanups):
-            f()
-
-    def proxy(self, port, *options, relay_timeout=2):
-        p = h.Proxy(port, *options, relay_timeout=relay_timeout)
-        self.cleanups.append(p.close)
-        return p
 
     def assertStops(self, proxy, sig, within=5):
         # "listening on" is logged before the signal handlers are set up;

@@ -14,7 +14,6 @@ import socket
 import tempfile
 import threading
 import time
-import unittest
 
 import relay_harness as h
 
@@ -24,19 +23,8 @@ def big_message(kb):
     return h.message(subject="big", body=line * (kb * 1024 // 80))
 
 
-class UpstreamFailures(unittest.TestCase):
+class UpstreamFailures(h.RelayTestCase):
 
-    def setUp(self):
-        self.cleanups = []
-
-    def tearDown(self):
-        for f in reversed(self.cleanups):
-            f()
-
-    def proxy(self, port, *options, relay_timeout=2):
-        p = h.Proxy(port, *options, relay_timeout=relay_timeout)
-        self.cleanups.append(p.close)
-        return p
 
     def fake(self, **kw):
         f = h.FakeUpstream(**kw)
