@@ -16,6 +16,16 @@ void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_polic
     de->too_much = false;
 }
 
+void data_buf_reset(struct data_buf *b)
+{
+    if (b->cap > DATA_BUF_FIRST) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+    b->len = 0;
+}
+
 /* Append unless over the limit. The stored data may exceed the counted size
  * by the final CRLF, hence raw - 2 (written so that no limit overflows). */
 static bool put(struct data_engine *de, struct data_buf *out, const char *p, size_t n)
@@ -30,7 +40,7 @@ static bool put(struct data_engine *de, struct data_buf *out, const char *p, siz
         return true;
     }
     if (out->len + n > out->cap) {
-        size_t cap = out->cap ? out->cap : 4096;
+        size_t cap = out->cap ? out->cap : DATA_BUF_FIRST;
         while (cap < out->len + n)
             cap *= 2;
         char *np = realloc(out->p, cap);

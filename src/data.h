@@ -56,6 +56,14 @@ struct data_buf {
     size_t len, cap;
 };
 
+/* A buffer's first size, in bytes: a typical small message fits. */
+#define DATA_BUF_FIRST ((size_t)4096)
+
+/** Empty @p b for the next message. A buffer still at its first size is
+ *  kept (no malloc per message on a busy session); a grown one is freed, so
+ *  an idle session holds the same few bytes whatever it sent before. */
+void data_buf_reset(struct data_buf *b);
+
 void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_policy policy);
 
 /** Feed @p in; unstuffed bytes are appended to @p out (which grows with

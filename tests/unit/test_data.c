@@ -454,7 +454,8 @@ static void test_data_too_much_stores_nothing(void **state)
     free(out.p);
 }
 
-/* After the end, a fresh engine reads the next message from the rest. */
+/* After the end, a fresh engine reads the next message from the rest, into
+ * the same buffer emptied by data_buf_reset() as the channel does. */
 static void test_data_two_messages(void **state)
 {
     (void)state;
@@ -468,14 +469,40 @@ static void test_data_two_messages(void **state)
     assert_int_equal(data_size(&de), 12);
     assert_false(data_too_much(&de));
     off += used;
-    free(out.p);
-    memset(&out, 0, sizeof(out));
+    char *first_buffer = out.p;
+    data_buf_reset(&out);
+    assert_ptr_equal(out.p, first_buffer); /* still at its first size: kept */
+    assert_int_equal(out.len, 0);
+    assert_int_equal(out.cap, DATA_BUF_FIRST);
     data_engine_init(&de, 0, BARE_NORMALIZE);
     assert_int_equal(data_feed(&de, &out, in + off, len - off, &used), DATA_END);
     assert_int_equal(off + used, len);
     unit_check_str("second", out.p, out.len, "second\r\n");
     assert_int_equal(data_size(&de), 6);
     free(out.p);
+}
+
+/* A buffer grown for a big message is freed by data_buf_reset(): what an
+ * idle session holds must not depend on what it sent before. */
+static void test_data_buf_reset_frees_grown(void **state)
+{
+    (void)state;
+    struct data_engine de;
+    struct data_buf out = {0};
+    data_engine_init(&de, 0, BARE_NORMALIZE);
+    char line[1002];
+    memset(line, 'g', 1000);
+    memcpy(line + 1000, "\r\n", 2);
+    size_t used;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(data_feed(&de, &out, line, sizeof(line), &used), DATA_NEED_MORE);
+    assert_true(out.cap > DATA_BUF_FIRST);
+    data_buf_reset(&out);
+    assert_null(out.p);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(out.cap, 0);
+    data_buf_reset(&out); /* an empty buffer stays empty */
+    assert_null(out.p);
 }
 
 int main(void)
@@ -485,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_data_limit_100),
         cmocka_unit_test(test_data_too_much_stores_nothing),
         cmocka_unit_test(test_data_two_messages),
+        cmocka_unit_test(test_data_buf_reset_frees_grown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
