@@ -19,8 +19,6 @@
 #define COMMAND_LINE_LIMIT 512
 #define SIZE_PARAM_EXTRA 26
 #define SMTPUTF8_PARAM_EXTRA 10
-/* Largest data buffer a session keeps between messages, in bytes. */
-#define DATA_BUF_KEEP ((size_t)64 * 1024)
 
 enum chan_state {
     ST_COMMAND, /* reading command lines */
@@ -202,14 +200,8 @@ static void txn_clear(struct smtpd_session *s)
     free(t->reverse_path);
     free_strv(t->mail_options, t->n_mail_options);
     free_strv(t->forward_paths, t->n_forward_paths);
-    /* Keep a modest data buffer for the next message: no malloc/free per
-     * message on a busy session. */
     struct data_buf keep = t->data;
-    keep.len = 0;
-    if (keep.cap > DATA_BUF_KEEP) {
-        free(keep.p);
-        keep = (struct data_buf){0};
-    }
+    data_buf_reset(&keep);
     memset(t, 0, sizeof(*t));
     t->data = keep;
     if (had && s->params->handler.on_reset)
