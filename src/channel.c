@@ -850,42 +850,55 @@ static bool idle(const struct smtpd_session *s)
            !line_reader_pending(&s->lr);
 }
 
+/* Message data up to the end of data, or all of @p buf. */
+static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size_t *off)
+{
+    size_t used = 0;
+    enum data_result r = data_feed(&s->txn.de, &s->txn.data, buf + *off, len - *off, &used);
+    *off += used;
+    if (r == DATA_NOMEM) {
+        s->state = ST_COMMAND;
+        reply_nomem(s);
+        txn_clear(s);
+        close_session(s);
+    } else if (r == DATA_END) {
+        end_of_data(s);
+    }
+}
+
+/* One command line (or as much of it as @p buf holds). */
+static void feed_command(struct smtpd_session *s, const char *buf, size_t len, size_t *off)
+{
+    size_t used = 0;
+    const char *line;
+    size_t n;
+    enum line_result r = line_next(&s->lr, line_limit(s), buf + *off, len - *off, &used, &line, &n);
+    *off += used;
+    if (r == LINE_OK)
+        command_line(s, line, n);
+    else if (r == LINE_TOO_LONG)
+        reply(s, 500, "5.5.2", "Error: line too long");
+    unsigned max_errors = s->params->cfg.max_errors;
+    if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
+        smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
+        reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
+        close_session(s);
+    }
+    if (s->draining && idle(s))
+        shutdown_now(s);
+}
+
 size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
 {
     size_t off = 0;
     s->in_feed = true;
     while (off < len && s->state != ST_CLOSED && s->step == STEP_NONE) {
-        size_t used = 0;
-        if (s->state == ST_DATA) {
-            enum data_result r = data_feed(&s->txn.de, &s->txn.data, buf + off, len - off, &used);
-            off += used;
-            if (r == DATA_NOMEM) {
-                s->state = ST_COMMAND;
-                reply_nomem(s);
-                txn_clear(s);
-                close_session(s);
-            } else if (r == DATA_END) {
-                end_of_data(s);
-            }
-            continue;
-        }
-        const char *line;
-        size_t n;
-        enum line_result r =
-            line_next(&s->lr, line_limit(s), buf + off, len - off, &used, &line, &n);
-        off += used;
-        if (r == LINE_OK)
-            command_line(s, line, n);
-        else if (r == LINE_TOO_LONG)
-            reply(s, 500, "5.5.2", "Error: line too long");
-        unsigned max_errors = s->params->cfg.max_errors;
-        if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
-            smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
-            reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
-            close_session(s);
-        }
-        if (s->draining && idle(s))
-            shutdown_now(s);
+        if (s->state == ST_DATA)
+            feed_data(s, buf, len, &off);
+        else
+            feed_command(s, buf, len, &off);
+        if (s->tr->backlogged && s->tr->backlogged(s->io))
+            break;
     }
     s->in_feed = false;
     return off;

@@ -24,6 +24,11 @@ struct chan_transport {
      *  channel_feed() again soon with the buffered input (not from inside
      *  this call). */
     void (*resume)(void *io);
+    /** Whether so many replies wait unsent that no more commands should be
+     *  taken now (the client is not reading them); NULL means never. When
+     *  it says so after a command, channel_feed() returns early and the
+     *  caller feeds the rest once the replies have gone out. */
+    bool (*backlogged)(void *io);
 };
 
 /** Settings shared by all channels of a server; immutable while they run. */
@@ -49,7 +54,8 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
 void channel_start(struct smtpd_session *s);
 
 /** Feed client bytes. @return how many were taken; the rest must be fed
- *  again after transport->resume (a handler is pending) or never (closed). */
+ *  again after transport->resume (a handler is pending), once the replies
+ *  are sent (transport->backlogged said so) or never (closed). */
 size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len);
 
 enum chan_phase channel_phase(const struct smtpd_session *s);

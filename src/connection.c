@@ -16,8 +16,11 @@
 #define DATA_RATE_GRACE 10
 
 /* A client that pipelines without reading its replies stops being read once
- * this many reply bytes wait, until they are all sent. */
-#define OUTPUT_HIGH ((size_t)64 * 1024)
+ * this many reply bytes wait beyond what the socket took, until they are all
+ * sent. By then the kernel holds at least a send buffer's worth of unread
+ * replies, so a client that reads loses nothing; one that never reads holds
+ * only this much of our memory until the write timeout. */
+#define OUTPUT_HIGH ((size_t)8 * 1024)
 /* Input held while a handler is pending, before reading stops. */
 #define INPUT_HIGH ((size_t)256 * 1024)
 
@@ -73,7 +76,15 @@ static void tr_resume(void *io)
     bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
-static const struct chan_transport transport = {tr_write, tr_close, tr_resume};
+/* Checked after each command: a burst of pipelined commands stops adding
+ * replies once OUTPUT_HIGH bytes of them are gathered (see conn_read). */
+static bool tr_backlogged(void *io)
+{
+    const struct conn *c = io;
+    return evbuffer_get_length(c->out) > OUTPUT_HIGH;
+}
+
+static const struct chan_transport transport = {tr_write, tr_close, tr_resume, tr_backlogged};
 
 static struct timeval *secs(struct timeval *tv, unsigned s)
 {
@@ -150,10 +161,12 @@ static void finish_eof(struct conn *c)
  * resumes once they are all sent. */
 static void pause_if_output_high(struct conn *c)
 {
-    if (!c->output_paused && !c->closing &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH) {
+    size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (!c->output_paused && !c->closing && waiting > OUTPUT_HIGH) {
         c->output_paused = true;
         bufferevent_disable(c->bev, EV_READ);
+        smtpd_session_log(c->chan, SMTPD_LOG_INFO,
+                          "reading paused: %zu bytes of replies wait for the client", waiting);
     }
 }
 
@@ -163,17 +176,19 @@ static void conn_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     /* Feed until the input is used up, a handler is pending or the session
      * closes; and stop once a client that does not read its replies has let
-     * OUTPUT_HIGH bytes of them pile up (checked per chunk, so a burst of
-     * pipelined commands cannot grow the output without bound). */
+     * OUTPUT_HIGH bytes of them pile up. The channel stops after the command
+     * that gathered that much (tr_backlogged); they go to the socket, and
+     * feeding goes on only if it took them. */
     while (!c->closing && !c->output_paused) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
             break;
         size_t used = channel_feed(c->chan, v.iov_base, v.iov_len);
         evbuffer_drain(in, used);
-        if (evbuffer_get_length(c->out) > OUTPUT_HIGH) {
+        if (tr_backlogged(c)) {
             flush_out(c);
             pause_if_output_high(c);
+            continue;
         }
         if (used < v.iov_len)
             break;

@@ -15,7 +15,9 @@
  *       201..254 33554432, 255 SIZE_MAX
  *   [2] bits 0-1 max_recipients (1, 2, 3, 1000), bits 2-3 bare CR/LF
  *       policy (normalize, reject, accept, accept), bits 4-5 max_errors
- *       (none, 10, 3, 1)
+ *       (none, 10, 3, 1), bits 6-7 the transport is backlogged from (never,
+ *       1, 64, 600) unsent reply bytes on: the channel must then stop after
+ *       a command and take the rest once the replies are read
  *   [3..5] seed of the decisions (handler answers, chunk sizes, events)
  * The input is fed in chunks as connection.c does: bytes the channel does
  * not take stay buffered and are fed again after the next answer. At the end
@@ -53,6 +55,9 @@ struct harness {
     bool closed, lost, in_feed, in_cb, resumed;
     int n_on_close;
     size_t n_writes;
+    /* Replies not yet "sent"; the transport is backlogged from backlog_at
+     * bytes on (0: never), until pump() sends them. */
+    size_t unsent, backlog_at;
     /* A late answer the handler owes (it returned SMTPD_PENDING). */
     bool owed;
     enum step owed_step;
@@ -155,6 +160,7 @@ static void tr_write(void *io, const char *buf, size_t len)
     if (h->n_writes == 0 && !h->owed)
         FUZZ_CHECK(memcmp(buf, "220", 3) == 0 || h->last_step == K_CONNECT);
     h->n_writes++;
+    h->unsent += len;
 }
 
 static void tr_close(void *io)
@@ -174,10 +180,18 @@ static void tr_resume(void *io)
     h->resumed = true;
 }
 
+static bool tr_backlogged(void *io)
+{
+    const struct harness *h = io;
+    FUZZ_CHECK(h->in_feed);
+    return h->backlog_at && h->unsent >= h->backlog_at;
+}
+
 static const struct chan_transport transport = {
     .write = tr_write,
     .close = tr_close,
     .resume = tr_resume,
+    .backlogged = tr_backlogged,
 };
 
 /* ---- log ---- */
@@ -499,8 +513,13 @@ static void pump(struct harness *h, struct inbuf *b)
         FUZZ_CHECK(used <= b->len);
         size_t len = b->len;
         inbuf_drain(b, used);
+        bool backlogged = h->backlog_at && h->unsent >= h->backlog_at;
+        h->unsent = 0; /* the client reads what was written */
         if (used < len) {
-            FUZZ_CHECK(h->closed || h->owed);
+            if (!h->closed && !h->owed) {
+                FUZZ_CHECK(backlogged);
+                continue;
+            }
             break;
         }
     }
@@ -546,6 +565,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     params.cfg.bare_lf = bare[(misc >> 2) & 3];
     static const unsigned errs[] = {0, 10, 3, 1};
     params.cfg.max_errors = errs[(misc >> 4) & 3];
+    static const size_t backlogs[] = {0, 1, 64, 600};
+    h.backlog_at = backlogs[(misc >> 6) & 3];
     unsigned lv = (flags >> 2) & 3;
     params.cfg.log = lv ? log_line : NULL;
     params.cfg.log_arg = &h;

@@ -1,20 +1,103 @@
-"""hard_backpressure: accept back-pressure when descriptors run out.
+"""hard_backpressure: back-pressure on accepting and on reading.
 
-smtpd runs with RLIMIT_NOFILE 64 and 200 clients connect at once. Accepting
-fails with EMFILE once the descriptors are gone: the server must pause
-accepting (no busy loop: its CPU time stays low while the flood waits), not
-crash, keep serving the clients it has, and once the flood is gone a normal
-client gets its mail through.
+test_emfile_flood: smtpd runs with RLIMIT_NOFILE 64 and 200 clients connect
+at once. Accepting fails with EMFILE once the descriptors are gone: the
+server must pause accepting (no busy loop: its CPU time stays low while the
+flood waits), not crash, keep serving the clients it has, and once the flood
+is gone a normal client gets its mail through.
+
+test_clients_that_do_not_read: clients pipeline EHLOs and never read the
+replies. Once the socket stops taking them, smtpd must stop reading those
+clients (their input waits in the kernel, seen in /proc/net/tcp), hold only
+a few KiB of replies for each (its log line says how many when it pauses;
+an allocator-independent figure, so it holds under ASan and valgrind too),
+keep serving others, and lose no reply once they do read.
 """
 
+import re
 import socket
+import threading
 import time
 
-from hardlib import (HardTestCase, main, nofile_preexec, proc_cpu_seconds, raise_nofile,
-                     send_mail_smtplib)
+from hardlib import (HardTestCase, main, nofile_preexec, proc_cpu_seconds, proc_rss_kib,
+                     raise_nofile, send_mail_smtplib)
 
 FLOOD = 200
 NOFILE = 64
+
+NOREAD_CLIENTS = 6
+EHLO = b"EHLO x\r\n"        # valid, and its reply is ten times as long
+HELD_PER_CLIENT = 32 * 1024  # replies smtpd may hold for one such client, generously
+
+
+def server_unread_input(port):
+    """Bytes each of smtpd's client sockets on port has received but not read
+    (rx_queue in /proc/net/tcp), keyed by the client's port."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                out[int(remote.split(":")[1], 16)] = int(queues.split(":")[1], 16)
+    return out
+
+
+def push_until_unread(port, socks, timeout):
+    """Send EHLO lines on every socket without reading any reply, until
+    smtpd has stopped reading each one: input waits unread in smtpd's socket
+    and stays there. Returns the bytes sent on each."""
+    chunk = EHLO * 512
+    sent = [0] * len(socks)
+    ports = [s.getsockname()[1] for s in socks]
+    deadline = time.monotonic() + timeout
+    for s in socks:
+        s.setblocking(False)
+    while True:
+        unread = server_unread_input(port)
+        for i, s in enumerate(socks):
+            if unread.get(ports[i], 0) == 0:
+                try:
+                    sent[i] += s.send(chunk[sent[i] % len(chunk):])
+                except BlockingIOError:
+                    pass
+        if all(unread.get(p, 0) > 0 for p in ports):
+            # Stopped, or only slow? Stopped: no byte more is read.
+            time.sleep(1.0)
+            again = server_unread_input(port)
+            if all(again.get(p, 0) >= unread[p] for p in ports):
+                break
+        if time.monotonic() > deadline:
+            raise AssertionError("smtpd kept reading clients that do not read its replies: "
+                                 "sent %r, unread %r" % (sent, unread))
+    for s in socks:
+        s.setblocking(True)
+    return sent
+
+
+def finish_and_read(sock, sent, reply, timeout):
+    """Complete the last EHLO line, read every reply to the EHLOs sent and
+    check them; then QUIT."""
+    rest = (-sent) % len(EHLO)
+    n = (sent + rest) // len(EHLO)
+    t = threading.Thread(target=sock.sendall, args=(EHLO[len(EHLO) - rest:],), daemon=True)
+    t.start()
+    want = len(reply) * n
+    got = bytearray()
+    sock.settimeout(timeout)
+    while len(got) < want:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise AssertionError("smtpd closed after %d of %d bytes of replies" % (len(got), want))
+        got += chunk
+    t.join(timeout)
+    if bytes(got) != reply * n:
+        raise AssertionError("replies lost or out of order: %d bytes, %d expected" % (len(got), want))
+    sock.sendall(b"QUIT\r\n")
+    if not sock.recv(100).startswith(b"221"):
+        raise AssertionError("no 221 after the replies")
+    return n
 
 
 class BackPressureTest(HardTestCase):
@@ -75,6 +158,67 @@ class BackPressureTest(HardTestCase):
         cpu0 = proc_cpu_seconds(srv.pid)
         time.sleep(1.5)
         self.assertLess(proc_cpu_seconds(srv.pid) - cpu0, 0.3)
+        self.assertTrue(srv.alive())
+
+    def noread_clients(self, srv, n):
+        """n connected clients, greeted; returns (sockets, one EHLO reply)."""
+        socks = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # A small window: unread replies pile up in smtpd's socket soon.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(30)
+            s.connect(("127.0.0.1", srv.port))
+            self.addCleanup(s.close)
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220"))
+            s.sendall(EHLO)
+            reply = b""
+            while not reply.endswith(b"\r\n") or reply.split(b"\r\n")[-2][3:4] != b" ":
+                reply += f.readline()
+            f.close()
+            socks.append(s)
+        return socks, reply
+
+    def replies_held(self, srv, socks):
+        """For each client: the most reply bytes smtpd said were waiting
+        when it paused reading it (its log: "[id] reading paused: N bytes")."""
+        log = srv.stderr()
+        held = []
+        for s in socks:
+            port = s.getsockname()[1]
+            m = re.search(rb"\[(\d+)\] connect from 127\.0\.0\.1:%d\n" % port, log)
+            self.assertIsNotNone(m, "no connect line for port %d" % port)
+            paused = re.findall(rb"\[%s\] reading paused: (\d+) bytes of replies wait" % m.group(1),
+                                log)
+            self.assertTrue(paused, "no pause logged for port %d:\n%s" % (port, srv.stderr_text()))
+            held.append(max(int(n) for n in paused))
+        return held
+
+    def test_clients_that_do_not_read(self):
+        srv = self.start()
+        # A first client warms up every code path (and the allocator).
+        socks, reply = self.noread_clients(srv, 1)
+        sent = push_until_unread(srv.port, socks, 60)
+        finish_and_read(socks[0], sent[0], reply, 60)
+        socks, reply = self.noread_clients(srv, NOREAD_CLIENTS)
+        rss0 = proc_rss_kib(srv.pid)
+        sent = push_until_unread(srv.port, socks, 120)
+        grown = proc_rss_kib(srv.pid) - rss0
+        held = self.replies_held(srv, socks)
+        print("\n%d clients stopped after %s bytes of unread EHLOs each; smtpd held %s bytes "
+              "of replies for them when it paused; its RSS grew %d KiB"
+              % (NOREAD_CLIENTS, "/".join(str(x) for x in sent), "/".join(str(x) for x in held),
+                 grown))
+        for n in held:
+            self.assertLess(n, HELD_PER_CLIENT, "smtpd holds too much for a client that "
+                            "does not read")
+        # Others are served meanwhile.
+        send_mail_smtplib(srv.port, "beside-noread", timeout=30)
+        self.assertEqual(srv.wait_messages(1, 10), 1)
+        # Once they read, every reply comes, in order, and the session goes on.
+        for s, n in zip(socks, sent):
+            finish_and_read(s, n, reply, 120)
         self.assertTrue(srv.alive())
 
 

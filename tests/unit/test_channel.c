@@ -21,6 +21,7 @@ struct fake_io {
     unsigned n_writes; /* write calls since the last check */
     unsigned n_close, n_resume;
     size_t after_close; /* bytes written after close */
+    size_t backlog;     /* backlogged() once this many bytes wait; 0: never */
 };
 
 static void io_write(void *io, const char *buf, size_t len)
@@ -53,7 +54,13 @@ static void io_resume(void *io)
     ((struct fake_io *)io)->n_resume++;
 }
 
-static const struct chan_transport fake_transport = {io_write, io_close, io_resume};
+static bool io_backlogged(void *io)
+{
+    const struct fake_io *f = io;
+    return f->backlog && f->len >= f->backlog;
+}
+
+static const struct chan_transport fake_transport = {io_write, io_close, io_resume, io_backlogged};
 
 /* ---- recording handler ---- */
 
@@ -1296,6 +1303,33 @@ static void test_max_recipients(void **state)
            "250 2.1.0|250 2.1.5|250 2.1.5");
 }
 
+/* A client that does not read its replies: once the transport says too
+ * many wait, the channel stops after the command that made it so and takes
+ * the rest when fed again (after the replies went out). */
+static void test_backlog_stops_feeding(void **state)
+{
+    struct fx *f = *state;
+    fx_ehlo(f);
+    f->io.backlog = 1;
+    const char *burst = "NOOP\r\nNOOP\r\nRSET\r\n";
+    assert_int_equal(feed(f, burst), 6);
+    expect_replies(f, "250 2.0.0");
+    assert_int_equal(feed(f, burst + 6), 6);
+    expect_replies(f, "250 2.0.0");
+    f->io.backlog = 0;
+    assert_int_equal(feed(f, burst + 12), 6);
+    expect_replies(f, "250 2.0.0");
+    /* Message data is not cut short; the reply at its end counts. */
+    f->io.backlog = 1;
+    dialog(f, "MAIL FROM:<a@b>\r\n", "250 2.1.0");
+    dialog(f, "RCPT TO:<r@x>\r\n", "250 2.1.5");
+    dialog(f, "DATA\r\n", "354");
+    const char *tail = "one\r\ntwo\r\n.\r\nNOOP\r\n";
+    assert_int_equal(feed(f, tail), strlen(tail) - 6);
+    expect_replies(f, "250 2.0.0");
+    assert_int_equal(f->rec.n_message, 1);
+}
+
 static void test_quit(void **state)
 {
     struct fx *f = *state;
@@ -1949,6 +1983,7 @@ int main(void)
         T(test_decode_data),
         T(test_data_is_bytes),
         T(test_max_recipients),
+        T(test_backlog_stops_feeding),
         T(test_quit),
         T(test_async_message),
         T(test_async_message_temp_failure),
