@@ -3,6 +3,7 @@
  * binds, drops root, logs to standard error and runs the event loop until
  * SIGINT/SIGTERM. Exit codes follow sysexits.h.
  */
+#include "memory.h"
 #include "options.h"
 #include "privdrop.h"
 #include "workers.h"
@@ -22,6 +23,9 @@
 
 /* Seconds that transactions in flight get after SIGINT/SIGTERM. */
 #define SHUTDOWN_GRACE_SECONDS 30
+
+/* Seconds between handing free heap pages back to the kernel (memory.h). */
+#define MEMORY_TRIM_SECONDS 10
 
 /* The program's one log sink: standard error, a line per event. The pid
  * (set again in each worker) and the formatted second are kept, since a busy
@@ -51,6 +55,7 @@ struct run {
     struct smtpd_server *srv;
     struct smtpd_proxy *proxy;
     struct event *sigint, *sigterm;
+    struct memory *memory;
     struct workers workers;
 };
 
@@ -67,6 +72,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
      * a second signal gets the default action. */
     event_del(r->sigint);
     event_del(r->sigterm);
+    memory_free(r->memory);
+    r->memory = NULL;
 }
 
 static int usage_error(const char *msg)
@@ -289,6 +296,7 @@ static int serve(const struct options *o)
         }
     }
     logger.pid = (long)getpid(); /* a worker logs its own pid */
+    r.memory = memory_start(base, MEMORY_TRIM_SECONDS);
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
     r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
     if (!r.sigint || !r.sigterm || event_add(r.sigint, NULL) || event_add(r.sigterm, NULL)) {
@@ -310,6 +318,7 @@ static int serve(const struct options *o)
     if (workers_wait(&r.workers) != 0)
         rc = EX_SOFTWARE;
 out:
+    memory_free(r.memory);
     if (r.sigint)
         event_free(r.sigint);
     if (r.sigterm)
