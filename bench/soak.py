@@ -56,6 +56,27 @@ def find_smtpd(arg):
     sys.exit("soak: no smtpd program (use --smtpd PATH or SMTPD_BIN)")
 
 
+def rss_split_kib(pid):
+    """(heap, other anonymous, file-backed) resident KiB, from /proc/PID/smaps:
+    tells a growing heap from library pages touched for the first time."""
+    heap = anon = files = 0
+    name = ""
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                parts = line.split(None, 5)
+                name = parts[5].strip() if len(parts) > 5 else ""
+            elif line.startswith("Rss:"):
+                kib = int(line.split()[1])
+                if name == "[heap]":
+                    heap += kib
+                elif name.startswith("/"):
+                    files += kib
+                else:
+                    anon += kib
+    return heap, anon, files
+
+
 def sample(reader, pid):
     """reader(pid) (a /proc reader), or None once the process is gone."""
     try:
@@ -216,9 +237,12 @@ def main():
             print("soak: RSS after 1 min: %d KiB" % rss, flush=True)
         if elapsed >= next_report:
             next_report += 60
-            print("soak: %5.1f min  RSS %6d KiB  delivered %d  good ok %d / failed %d  "
-                  "CPU %.0f s" % (elapsed / 60, rss, srv.delivered, good.ok, good.failures,
-                                  sample(proc_cpu_seconds, srv.proc.pid) or -1), flush=True)
+            split = sample(rss_split_kib, srv.proc.pid) or (-1, -1, -1)
+            print("soak: %5.1f min  RSS %6d KiB (heap %d, other anon %d, files %d)  "
+                  "delivered %d  good ok %d / failed %d  CPU %.0f s"
+                  % ((elapsed / 60, rss) + split + (srv.delivered, good.ok, good.failures,
+                                                    sample(proc_cpu_seconds, srv.proc.pid) or -1)),
+                  flush=True)
 
     # The end, still under load.
     rss_end = sample(proc_rss_kib, srv.proc.pid) if srv.alive() else None
