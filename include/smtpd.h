@@ -96,8 +96,7 @@ struct smtpd_config {
     const char *hostname;
     /** Seconds a client may take to send the next command line (RFC 5321
      *  4.5.3.2.7), and may leave replies unread: a client is not read while
-     *  more than 8 KiB of replies wait beyond what its socket took. 0: no
-     *  timeout. Default 300. */
+     *  its socket takes no more replies. 0: no timeout. Default 300. */
     unsigned command_timeout;
     /** Seconds a client may stay silent during DATA (RFC 5321 4.5.3.2.6).
      *  0: no timeout. Default 300. */

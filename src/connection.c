@@ -15,12 +15,10 @@
 /* The minimum data rate is judged only after this many seconds of DATA. */
 #define DATA_RATE_GRACE 10
 
-/* A client that pipelines without reading its replies stops being read once
- * this many reply bytes wait beyond what the socket took, until they are all
- * sent. By then the kernel holds at least a send buffer's worth of unread
- * replies, so a client that reads loses nothing; one that never reads holds
- * only this much of our memory until the write timeout. */
-#define OUTPUT_HIGH ((size_t)8 * 1024)
+/* The replies to one read's commands go to the socket together; a burst of
+ * pipelined commands is cut into batches of about this many bytes (the
+ * channel stops after the command that passes it, see tr_backlogged). */
+#define REPLY_BATCH ((size_t)8 * 1024)
 /* Input held while a handler is pending, before reading stops. */
 #define INPUT_HIGH ((size_t)256 * 1024)
 
@@ -77,11 +75,11 @@ static void tr_resume(void *io)
 }
 
 /* Checked after each command: a burst of pipelined commands stops adding
- * replies once OUTPUT_HIGH bytes of them are gathered (see conn_read). */
+ * replies once a batch of them is gathered (see conn_read). */
 static bool tr_backlogged(void *io)
 {
     const struct conn *c = io;
-    return evbuffer_get_length(c->out) > OUTPUT_HIGH;
+    return evbuffer_get_length(c->out) > REPLY_BATCH;
 }
 
 static const struct chan_transport transport = {tr_write, tr_close, tr_resume, tr_backlogged};
@@ -157,12 +155,15 @@ static void finish_eof(struct conn *c)
     tr_close(c);
 }
 
-/* Stop reading while too many replies wait for the client; conn_write()
- * resumes once they are all sent. */
-static void pause_if_output_high(struct conn *c)
+/* Stop reading a client whose socket does not take all our replies: it is
+ * not reading them (the kernel already holds a send buffer's worth). Its
+ * commands wait in the kernel, and conn_write() resumes once every reply is
+ * sent; a client that never reads holds one batch of our memory until the
+ * write timeout. */
+static void pause_if_unsent(struct conn *c)
 {
     size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
-    if (!c->output_paused && !c->closing && waiting > OUTPUT_HIGH) {
+    if (!c->output_paused && !c->closing && waiting > 0) {
         c->output_paused = true;
         bufferevent_disable(c->bev, EV_READ);
         smtpd_session_log(c->chan, SMTPD_LOG_INFO,
@@ -175,10 +176,9 @@ static void conn_read(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     /* Feed until the input is used up, a handler is pending or the session
-     * closes; and stop once a client that does not read its replies has let
-     * OUTPUT_HIGH bytes of them pile up. The channel stops after the command
-     * that gathered that much (tr_backlogged); they go to the socket, and
-     * feeding goes on only if it took them. */
+     * closes. A burst of pipelined commands is answered a batch at a time:
+     * the channel stops after the command that filled one (tr_backlogged),
+     * the batch goes to the socket, and feeding goes on only if it took it. */
     while (!c->closing && !c->output_paused) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
@@ -187,7 +187,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, used);
         if (tr_backlogged(c)) {
             flush_out(c);
-            pause_if_output_high(c);
+            pause_if_unsent(c);
             continue;
         }
         if (used < v.iov_len)
@@ -202,7 +202,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
     finish_eof(c);
     if (c->closing)
         return;
-    pause_if_output_high(c);
+    pause_if_unsent(c);
 }
 
 static void conn_write(struct bufferevent *bev, void *arg)

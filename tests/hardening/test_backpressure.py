@@ -9,7 +9,7 @@ is gone a normal client gets its mail through.
 test_clients_that_do_not_read: clients pipeline EHLOs and never read the
 replies. Once the socket stops taking them, smtpd must stop reading those
 clients (their input waits in the kernel, seen in /proc/net/tcp), hold only
-a few KiB of replies for each (its log line says how many when it pauses;
+a batch of replies (8 KiB) for each (its log line says how many when it pauses;
 an allocator-independent figure, so it holds under ASan and valgrind too),
 keep serving others, and lose no reply once they do read.
 """
