@@ -95,8 +95,9 @@ struct smtpd_config {
      *  looked up once in smtpd_server_new(). */
     const char *hostname;
     /** Seconds a client may take to send the next command line (RFC 5321
-     *  4.5.3.2.7), and may leave replies unread: a client is not read while
-     *  its socket takes no more replies. 0: no timeout. Default 300. */
+     *  4.5.3.2.7), and may go without reading a byte of its replies: a
+     *  client is not read while its socket takes no more replies. 0: no
+     *  timeout. Default 300. */
     unsigned command_timeout;
     /** Seconds a client may stay silent during DATA (RFC 5321 4.5.3.2.6).
      *  0: no timeout. Default 300. */

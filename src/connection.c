@@ -19,8 +19,10 @@
  * pipelined commands is cut into batches of about this many bytes (the
  * channel stops after the command that passes it, see tr_backlogged). */
 #define REPLY_BATCH ((size_t)8 * 1024)
-/* Input held while a handler is pending, before reading stops. */
-#define INPUT_HIGH ((size_t)256 * 1024)
+/* Input held while a handler is pending, before reading stops (libevent
+ * may add one read of up to 16 KiB). A client may pipeline only a few
+ * commands ahead of an answer (RFC 2920), so this is plenty. */
+#define INPUT_HIGH ((size_t)16 * 1024)
 
 struct conn {
     struct smtpd_server *srv;
@@ -31,7 +33,9 @@ struct conn {
     struct conn **head;
     bool closing;       /* the channel closed: free once output is sent */
     bool output_paused; /* reading stopped for output back-pressure */
-    bool eof;           /* the client closed its side: finish what it sent */
+    unsigned pauses;    /* how often, for the log */
+    struct timespec paused_at;
+    bool eof; /* the client closed its side: finish what it sent */
     enum chan_phase phase;
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
     struct timespec line_start; /* when the command line being sent began */
@@ -116,6 +120,20 @@ static double seconds_since(const struct timespec *t)
     return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
+/* Move @p t later by the time from @p from to @p to. */
+static void shift(struct timespec *t, const struct timespec *from, const struct timespec *to)
+{
+    t->tv_sec += to->tv_sec - from->tv_sec;
+    t->tv_nsec += to->tv_nsec - from->tv_nsec;
+    if (t->tv_nsec < 0) {
+        t->tv_nsec += 1000000000L;
+        t->tv_sec--;
+    } else if (t->tv_nsec >= 1000000000L) {
+        t->tv_nsec -= 1000000000L;
+        t->tv_sec++;
+    }
+}
+
 /* The read timeout restarts with every byte; a client that trickles a
  * command line byte by byte is held to command_timeout for the whole line
  * (RFC 5321 4.5.3.2.7). */
@@ -165,8 +183,10 @@ static void pause_if_unsent(struct conn *c)
     size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
     if (!c->output_paused && !c->closing && waiting > 0) {
         c->output_paused = true;
+        clock_gettime(CLOCK_MONOTONIC, &c->paused_at);
         bufferevent_disable(c->bev, EV_READ);
-        smtpd_session_log(c->chan, SMTPD_LOG_INFO,
+        /* Once at info: the client decides how often this happens. */
+        smtpd_session_log(c->chan, c->pauses++ ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO,
                           "reading paused: %zu bytes of replies wait for the client", waiting);
     }
 }
@@ -216,6 +236,11 @@ static void conn_write(struct bufferevent *bev, void *arg)
     }
     if (c->output_paused && pending == 0) {
         c->output_paused = false;
+        /* The time we did not read is not held against the client. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        shift(&c->line_start, &c->paused_at, &now);
+        shift(&c->data_start, &c->paused_at, &now);
         bufferevent_enable(bev, EV_READ);
         tr_resume(c);
     }
