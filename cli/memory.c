@@ -8,9 +8,9 @@
 #include <malloc.h>
 #endif
 
-/* Buffers from this size up (message data past its first 64 KiB, a client's
- * input held while its replies back up) get their own mapping and go back
- * to the kernel when freed. Setting it also stops glibc from raising it. */
+/* Buffers from this size up (message data past its first 64 KiB) get their
+ * own mapping and go back to the kernel when freed. Setting it also stops
+ * glibc from raising it. */
 #define MMAP_THRESHOLD_BYTES (128 * 1024)
 
 struct memory {
@@ -32,6 +32,8 @@ struct memory *memory_start(struct event_base *base, unsigned seconds)
 {
 #ifdef __GLIBC__
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    if (seconds == 0)
+        return NULL;
     struct memory *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;

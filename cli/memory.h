@@ -17,9 +17,10 @@ struct event_base;
 struct memory;
 
 /** Fix malloc's mmap threshold and start a timer on @p base that gives free
- *  heap pages back to the kernel every @p seconds. @return the timer (free
- *  it with memory_free()), or NULL where malloc has no such knobs or the
- *  timer could not be made (the program runs on regardless). */
+ *  heap pages back to the kernel every @p seconds (0: no timer). @return the
+ *  timer (free it with memory_free()), or NULL where malloc has no such
+ *  knobs, with no timer, or when the timer could not be made (the program
+ *  runs on regardless). */
 struct memory *memory_start(struct event_base *base, unsigned seconds);
 
 /** Stop the timer; NULL is allowed. */
