@@ -58,6 +58,7 @@ struct harness {
     /* Replies not yet "sent"; the transport is backlogged from backlog_at
      * bytes on (0: never), until pump() sends them. */
     size_t unsent, backlog_at;
+    bool said_backlogged; /* it did in this feed: nothing more may happen in it */
     /* A late answer the handler owes (it returned SMTPD_PENDING). */
     bool owed;
     enum step owed_step;
@@ -129,6 +130,7 @@ static void tr_write(void *io, const char *buf, size_t len)
     trace_bytes("S:", buf, len);
     FUZZ_CHECK(!h->closed); /* the channel is inert after close */
     FUZZ_CHECK(!h->lost);
+    FUZZ_CHECK(!h->said_backlogged);
     FUZZ_CHECK(len >= 6 && len <= REPLY_LINE_MAX * 7);
     /* One whole reply: lines "ddd-..." and a last "ddd ...", each with CRLF. */
     size_t i = 0;
@@ -182,9 +184,11 @@ static void tr_resume(void *io)
 
 static bool tr_backlogged(void *io)
 {
-    const struct harness *h = io;
+    struct harness *h = io;
     FUZZ_CHECK(h->in_feed);
-    return h->backlog_at && h->unsent >= h->backlog_at;
+    FUZZ_CHECK(!h->said_backlogged); /* asked again: the feed went on */
+    h->said_backlogged = h->backlog_at && h->unsent >= h->backlog_at;
+    return h->said_backlogged;
 }
 
 static const struct chan_transport transport = {
@@ -284,6 +288,7 @@ static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enu
     FUZZ_CHECK(s == h->s);
     FUZZ_CHECK(!h->owed);
     FUZZ_CHECK(h->n_on_close == 0);
+    FUZZ_CHECK(!h->said_backlogged);
     unsigned d = fuzz_below(&h->rng, 8);
     trace("-- handler %s: %s", step_names[step],
           d < 2 ? "default answer" : d == 4 || d == 5 ? "SMTPD_PENDING, answer later" : "answers now");
@@ -513,11 +518,13 @@ static void pump(struct harness *h, struct inbuf *b)
         FUZZ_CHECK(used <= b->len);
         size_t len = b->len;
         inbuf_drain(b, used);
-        bool backlogged = h->backlog_at && h->unsent >= h->backlog_at;
+        bool said = h->said_backlogged;
+        h->said_backlogged = false;
         h->unsent = 0; /* the client reads what was written */
         if (used < len) {
+            /* Stopped early: closed, waiting, or told to by the transport. */
             if (!h->closed && !h->owed) {
-                FUZZ_CHECK(backlogged);
+                FUZZ_CHECK(said);
                 continue;
             }
             break;

@@ -27,19 +27,20 @@ NOFILE = 64
 
 NOREAD_CLIENTS = 6
 EHLO = b"EHLO x\r\n"        # valid, and its reply is ten times as long
-HELD_PER_CLIENT = 32 * 1024  # replies smtpd may hold for one such client, generously
+HELD_PER_CLIENT = 16 * 1024  # replies smtpd may hold for one such client: a batch, twice
 
 
 def server_unread_input(port):
-    """Bytes each of smtpd's client sockets on port has received but not read
-    (rx_queue in /proc/net/tcp), keyed by the client's port."""
+    """Bytes each of smtpd's client sockets on 127.0.0.1:port has received but
+    not read (rx_queue in /proc/net/tcp), keyed by the client's port."""
+    me = "0100007F:%04X" % port  # 127.0.0.1 as the kernel prints it
     out = {}
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            local, remote, queues = fields[1], fields[2], fields[4]
-            if int(local.split(":")[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+            local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+            if local == me and state == "01":  # ESTABLISHED
                 out[int(remote.split(":")[1], 16)] = int(queues.split(":")[1], 16)
     return out
 
@@ -63,14 +64,18 @@ def push_until_unread(port, socks, timeout):
                 except BlockingIOError:
                     pass
         if all(unread.get(p, 0) > 0 for p in ports):
-            # Stopped, or only slow? Stopped: no byte more is read.
-            time.sleep(1.0)
-            again = server_unread_input(port)
-            if all(again.get(p, 0) >= unread[p] for p in ports):
+            # Stopped, or only slow? Stopped: over 2 s, no byte more is read.
+            steady = True
+            for _ in range(4):
+                time.sleep(0.5)
+                again = server_unread_input(port)
+                steady = steady and all(again.get(p, 0) >= unread[p] for p in ports)
+            if steady:
                 break
         if time.monotonic() > deadline:
             raise AssertionError("smtpd kept reading clients that do not read its replies: "
                                  "sent %r, unread %r" % (sent, unread))
+        time.sleep(0.02)
     for s in socks:
         s.setblocking(True)
     return sent
