@@ -31,11 +31,11 @@ struct conn {
     struct smtpd_session *chan;
     struct conn *prev, *next;
     struct conn **head;
-    bool closing;       /* the channel closed: free once output is sent */
-    bool output_paused; /* reading stopped for output back-pressure */
-    unsigned pauses;    /* how often, for the log */
-    struct timespec paused_at;
-    bool eof; /* the client closed its side: finish what it sent */
+    bool closing;              /* the channel closed: free once output is sent */
+    bool output_paused;        /* reading stopped for output back-pressure */
+    unsigned pauses;           /* how often, for the log */
+    struct timespec paused_at; /* when the current pause began */
+    bool eof;                  /* the client closed its side: finish what it sent */
     enum chan_phase phase;
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
     struct timespec line_start; /* when the command line being sent began */
