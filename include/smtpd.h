@@ -292,9 +292,10 @@ SMTPD_API size_t smtpd_server_session_count(const struct smtpd_server *srv);
 /**
  * Graceful shutdown: stop accepting, send "421 4.3.2" to idle clients and
  * close them, let transactions in progress finish, and after @p grace_seconds
- * close whatever is left with 421. When the last session is gone the server
- * holds no events, so event_base_dispatch() returns once the program's own
- * events are gone too. Calling it twice does nothing more.
+ * close whatever is left with 421; a client that has not taken its replies
+ * 5 seconds later (it does not read) is dropped. When the last session is
+ * gone the server holds no events, so event_base_dispatch() returns once the
+ * program's own events are gone too. Calling it twice does nothing more.
  */
 SMTPD_API void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds);
 

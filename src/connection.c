@@ -259,10 +259,9 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         conn_read(bev, c);
         return;
     }
-    channel_lost(c->chan, (what & BEV_EVENT_EOF)       ? "eof"
-                          : (what & BEV_EVENT_TIMEOUT) ? "write timeout"
-                                                       : "error");
-    conn_free(c);
+    conn_drop(c, (what & BEV_EVENT_EOF)       ? "eof"
+                 : (what & BEV_EVENT_TIMEOUT) ? "write timeout"
+                                              : "error");
 }
 
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
@@ -331,6 +330,12 @@ void conn_link(struct conn *c, struct conn **head)
     if (*head)
         (*head)->prev = c;
     *head = c;
+}
+
+void conn_drop(struct conn *c, const char *why)
+{
+    channel_lost(c->chan, why);
+    conn_free(c);
 }
 
 const char *conn_peer_addr(const struct conn *c)

@@ -27,6 +27,10 @@ void conn_shutdown(struct conn *c, bool now);
 /** Free at once (server teardown). */
 void conn_free(struct conn *c);
 
+/** Give up on a client at once: the channel hears of it as a lost
+ *  connection (@p why goes to the log), then the connection is freed. */
+void conn_drop(struct conn *c, const char *why);
+
 /** The client's IP address (numeric text). */
 const char *conn_peer_addr(const struct conn *c);
 

@@ -29,6 +29,9 @@
  * processes sharing the listener (smtpd --workers) share the clients too. */
 #define ACCEPT_BATCH 4
 
+/* Seconds after the grace period that clients get to take their 421. */
+#define LAST_CALL_SECONDS 5
+
 /* A listening socket and its read event. */
 struct listener {
     evutil_socket_t fd;
@@ -45,6 +48,7 @@ struct smtpd_server {
     size_t n_conns;
     unsigned long next_id;
     bool shutting_down;
+    bool grace_over; /* the grace period passed: next comes the last call */
     bool accept_paused;
     struct event *grace_ev;
     struct event *retry_ev;
@@ -374,14 +378,28 @@ static void close_listeners(struct smtpd_server *srv)
     srv->n_listeners = 0;
 }
 
+/* After the grace period every client gets 421 and is closed once its
+ * replies are sent; a client that does not read them would hold the server
+ * until the write timeout, so the last call ends it LAST_CALL_SECONDS later. */
 static void grace_over(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd_server *srv = arg;
     (void)fd;
     (void)what;
+    if (srv->grace_over) {
+        server_log(srv, SMTPD_LOG_INFO, "dropping %zu clients that did not take their last replies",
+                   srv->n_conns);
+        while (srv->conns)
+            conn_drop(srv->conns, "shutdown");
+        return;
+    }
+    srv->grace_over = true;
     server_log(srv, SMTPD_LOG_INFO, "grace period over: closing %zu clients", srv->n_conns);
     for (struct conn *c = srv->conns; c; c = conn_next(c))
         conn_shutdown(c, true);
+    struct timeval tv = {LAST_CALL_SECONDS, 0};
+    if (srv->n_conns > 0)
+        evtimer_add(srv->grace_ev, &tv);
 }
 
 void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds)

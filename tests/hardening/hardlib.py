@@ -28,6 +28,70 @@ from smtpdtest import (END, main, nofile_preexec, paths, proc_cpu_seconds,  # no
                        proc_rss_kib, proc_socket_count, proc_status, raise_nofile)
 
 
+EHLO = b"EHLO x\r\n"  # valid, and its reply is ten times as long
+
+
+def noread_client(port):
+    """A connected socket with a small receive window, so that replies it
+    does not read pile up in smtpd's socket soon."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def server_unread_input(port):
+    """Bytes each of smtpd's client sockets on 127.0.0.1:port has received but
+    not read (rx_queue in /proc/net/tcp), keyed by the client's port."""
+    me = "0100007F:%04X" % port  # 127.0.0.1 as the kernel prints it
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+            if local == me and state == "01":  # ESTABLISHED
+                out[int(remote.split(":")[1], 16)] = int(queues.split(":")[1], 16)
+    return out
+
+
+def push_until_unread(port, socks, timeout):
+    """Send EHLO lines on every socket without reading any reply, until
+    smtpd has stopped reading each one: input waits unread in smtpd's socket
+    and stays there. Returns the bytes sent on each."""
+    chunk = EHLO * 512
+    sent = [0] * len(socks)
+    ports = [s.getsockname()[1] for s in socks]
+    deadline = time.monotonic() + timeout
+    for s in socks:
+        s.setblocking(False)
+    while True:
+        unread = server_unread_input(port)
+        for i, s in enumerate(socks):
+            if unread.get(ports[i], 0) == 0:
+                try:
+                    sent[i] += s.send(chunk[sent[i] % len(chunk):])
+                except BlockingIOError:
+                    pass
+        if all(unread.get(p, 0) > 0 for p in ports):
+            # Stopped, or only slow? Stopped: over 2 s, no byte more is read.
+            steady = True
+            for _ in range(4):
+                time.sleep(0.5)
+                again = server_unread_input(port)
+                steady = steady and all(again.get(p, 0) >= unread[p] for p in ports)
+            if steady:
+                break
+        if time.monotonic() > deadline:
+            raise AssertionError("smtpd kept reading clients that do not read its replies: "
+                                 "sent %r, unread %r" % (sent, unread))
+        time.sleep(0.02)
+    for s in socks:
+        s.setblocking(True)
+    return sent
+
+
 class Smtpd(smtpdtest.Smtpd):
     """One running smtpd on 127.0.0.1:0 (see smtpdtest.Smtpd)."""
 

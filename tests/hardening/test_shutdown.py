@@ -7,6 +7,8 @@ RCPT may finish their transaction (250) or get 421; the server exits 0
 well within its 30 s grace period, and every message a client saw 250 for
 was printed by DebuggingServer (counted, and each one by its token).
 The same for PureProxy: the process must exit once its clients are gone.
+A client that never reads its replies cannot hold the server past the
+grace period: it is dropped at the last call, 5 s later.
 """
 
 import re
@@ -15,10 +17,11 @@ import socket
 import threading
 import time
 
-from hardlib import HardTestCase, main
+from hardlib import HardTestCase, main, noread_client, push_until_unread
 
 N_DATA, N_IDLE, N_RCPT = 20, 15, 15
 GRACE = 30  # SHUTDOWN_GRACE_SECONDS in cli/main.c
+LAST_CALL = 5  # LAST_CALL_SECONDS in src/server.c
 
 
 class ShutdownTest(HardTestCase):
@@ -144,6 +147,24 @@ class ShutdownTest(HardTestCase):
                              "client left (upstream connections made: %d); stderr:\n%s"
                              % (time.monotonic() - t_term, up.connections, srv.stderr_text()))
         self.assertEqual(rc, 0)
+
+    def test_sigterm_with_a_client_that_does_not_read(self):
+        srv = self.start(term_wait=GRACE + LAST_CALL + 20)
+        s = noread_client(srv.port)
+        self.addCleanup(s.close)
+        push_until_unread(srv.port, [s], 60)
+        t_term = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        while srv.proc.poll() is None and time.monotonic() < t_term + GRACE + LAST_CALL + 15:
+            time.sleep(0.2)
+        took = time.monotonic() - t_term
+        rc = srv.proc.poll()
+        print("\nSIGTERM with a client that does not read: exit %r after %.1f s" % (rc, took))
+        self.assertIsNotNone(rc, "smtpd still running %.0f s after SIGTERM; stderr:\n%s"
+                             % (took, srv.stderr_text()))
+        self.assertEqual(rc, 0, srv.stderr_text())
+        self.assertGreater(took, GRACE - 1)
+        self.assertIn(b"dropping 1 clients that did not take their last replies", srv.stderr())
 
 
 if __name__ == "__main__":
