@@ -233,7 +233,9 @@ SMTPD_API void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_l
 /**
  * Escape @p len bytes of @p in for a log line into @p out (capacity
  * @p outsz bytes, always NUL-terminated): printable ASCII and valid UTF-8
- * are kept, other bytes and backslash become \xNN or \\. Output that does not
+ * are kept, other bytes and backslash become \xNN or \\, and the Unicode
+ * line separators and bidirectional controls (which could make a log line
+ * read otherwise) become \uXXXX. Output that does not
  * fit is cut and ends in "...". @return the length written, without the NUL.
  */
 SMTPD_API size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t len);

@@ -82,13 +82,37 @@ bool utf8_valid(const char *s, size_t len)
     return true;
 }
 
+/* Characters that would let a peer forge how a log line reads: the line
+ * and paragraph separators and the bidirectional controls (U+061C, U+200E,
+ * U+200F, U+2028..U+202E, U+2066..U+2069). @p seq is a valid UTF-8 sequence. */
+static unsigned spoofing_char(const unsigned char *p, size_t seq)
+{
+    unsigned cp = seq == 2 ? (unsigned)(p[0] & 0x1f) << 6 | (p[1] & 0x3f)
+                  : seq == 3
+                      ? (unsigned)(p[0] & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3f)
+                      : 0;
+    bool bad = cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+               (cp >= 0x2066 && cp <= 0x2069);
+    return bad ? cp : 0;
+}
+
 /* Escape one unit (a byte, or a whole UTF-8 sequence) at p into tmp. C0 and
- * C1 controls (U+0080..U+009F), DEL and invalid bytes become \xNN. */
+ * C1 controls (U+0080..U+009F), DEL and invalid bytes become \xNN; the
+ * characters of spoofing_char() become \uXXXX. */
 static size_t escape_unit(const unsigned char *p, size_t len, char *tmp, size_t *took)
 {
     static const char hex[] = "0123456789abcdef";
     size_t seq = p[0] >= 0x80 ? utf8_seq_len(p, len) : 0;
     bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+    unsigned cp = seq > 0 ? spoofing_char(p, seq) : 0;
+    if (cp) {
+        tmp[0] = '\\';
+        tmp[1] = 'u';
+        for (int k = 0; k < 4; k++)
+            tmp[2 + k] = hex[(cp >> (12 - 4 * k)) & 0xf];
+        *took = seq;
+        return 6;
+    }
     if (seq > 0 && !c1) {
         memcpy(tmp, p, seq);
         *took = seq;

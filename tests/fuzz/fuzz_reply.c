@@ -11,7 +11,8 @@
  *    well-formed sequences of RFC 3629 / Unicode table 3-7.
  *  - smtpd_escape(): output of exactly outsz bytes (0 .. 700 from the
  *    input); always NUL-terminated within bounds, return value = strlen,
- *    no control characters (C0, DEL, C1), valid UTF-8; when it fits, equal
+ *    no control characters (C0, DEL, C1), valid UTF-8, separators and
+ *    bidirectional controls as \uXXXX; when it fits, equal
  *    to a model escaping; when cut, the longest run of whole units of the
  *    model that leaves room for "...", then "...".
  *  - reply_parse_line() / reply_split_enhanced(): an upstream reply line;
@@ -61,6 +62,26 @@ static bool model_valid(const unsigned char *s, size_t len)
     return true;
 }
 
+/* Characters escaped as \uXXXX (separators, bidirectional controls), by
+ * their UTF-8 bytes. */
+static const struct {
+    const char *utf8, *esc;
+} spoofing[] = {
+    {"\xd8\x9c", "\\u061c"},     {"\xe2\x80\x8e", "\\u200e"}, {"\xe2\x80\x8f", "\\u200f"},
+    {"\xe2\x80\xa8", "\\u2028"}, {"\xe2\x80\xa9", "\\u2029"}, {"\xe2\x80\xaa", "\\u202a"},
+    {"\xe2\x80\xab", "\\u202b"}, {"\xe2\x80\xac", "\\u202c"}, {"\xe2\x80\xad", "\\u202d"},
+    {"\xe2\x80\xae", "\\u202e"}, {"\xe2\x81\xa6", "\\u2066"}, {"\xe2\x81\xa7", "\\u2067"},
+    {"\xe2\x81\xa8", "\\u2068"}, {"\xe2\x81\xa9", "\\u2069"},
+};
+
+static const char *model_spoofing(const unsigned char *p, size_t n)
+{
+    for (size_t k = 0; k < sizeof(spoofing) / sizeof(spoofing[0]); k++)
+        if (strlen(spoofing[k].utf8) == n && memcmp(spoofing[k].utf8, p, n) == 0)
+            return spoofing[k].esc;
+    return NULL;
+}
+
 /* The whole escaping, without a size limit. */
 /* bound[k]: a unit (byte or UTF-8 sequence) of the escaping ends at k. */
 static size_t model_escape(char *out, bool *bound, const unsigned char *p, size_t len)
@@ -72,6 +93,14 @@ static size_t model_escape(char *out, bool *bound, const unsigned char *p, size_
         size_t n = p[i] >= 0x80 ? model_seq(p + i, len - i) : 0;
         if (n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)
             n = 0; /* a C1 control, U+0080..U+009F: escaped byte by byte */
+        const char *esc = n > 0 ? model_spoofing(p + i, n) : NULL;
+        if (esc) {
+            memcpy(out + o, esc, strlen(esc));
+            o += strlen(esc);
+            i += n;
+            bound[o] = true;
+            continue;
+        }
         if (n > 0) {
             memcpy(out + o, p + i, n);
             o += n;

@@ -123,6 +123,8 @@ write("reply", "escape-mixed", bytes([2]) + struct.pack(">H", 64) + "a\\b\x01\x7
 write("reply", "escape-cut", bytes([2]) + struct.pack(">H", 12) + b"\x01\x02\x03\x04\x05\x06")
 write("reply", "escape-cut-utf8", bytes([2]) + struct.pack(">H", 10) + "abcde\u00e9\x01fg".encode())
 write("reply", "escape-tiny", bytes([2]) + struct.pack(">H", 3) + b"abcdef")
+write("reply", "escape-bidi", bytes([2]) + struct.pack(">H", 40) +
+      "evil\u202egpj.exe\u2028\u2066x\u061c".encode())
 
 write("reply", "parse-enh", bytes([3]) + struct.pack(">h", 0) + b"250 2.1.5 Recipient ok")
 write("reply", "parse-more", bytes([3]) + struct.pack(">h", 0) + b"250-PIPELINING")
