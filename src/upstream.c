@@ -224,8 +224,10 @@ static bool has_8bit(const char *p, size_t n)
 static void mail_replied(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
-    if (r->local && l->from_pool && !l->retried) {
-        /* The pooled connection had died: once more on a fresh one. */
+    if (r->code == 421 && !l->retried) {
+        /* The connection died or is closing (RFC 5321 3.8): a pooled one
+         * the upstream dropped as we reused it, or a session it timed out.
+         * Nothing is committed yet: once more on a fresh connection. */
         l->retried = true;
         client_close(l->c);
         l->c = NULL;
@@ -290,7 +292,6 @@ static void opened(void *arg, const struct client_reply *r)
 
 static void open_and_mail(struct leg *l)
 {
-    l->from_pool = false;
     l->c = client_open(&l->u->ccfg, opened, l);
     if (!l->c)
         refuse(l, 451, "4.3.0", "Error: local error in processing");
@@ -326,12 +327,10 @@ void leg_mail(struct leg *l, const char *reverse_path, const char *const *params
         return;
     }
     l->c = pool_take(l->u);
-    if (l->c) {
-        l->from_pool = true;
+    if (l->c)
         send_mail(l);
-    } else {
+    else
         open_and_mail(l);
-    }
 }
 
 static void rcpt_replied(void *arg, const struct client_reply *r)

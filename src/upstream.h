@@ -46,10 +46,9 @@ struct leg {
     leg_done_fn done;
     void *arg;
     struct smtp_client *c;
-    bool waiting;   /* a step is in flight */
-    bool in_txn;    /* the upstream accepted MAIL; no DATA end yet */
-    bool from_pool; /* c came from the pool (may have died meanwhile) */
-    bool retried;
+    bool waiting; /* a step is in flight */
+    bool in_txn;  /* the upstream accepted MAIL; no DATA end yet */
+    bool retried; /* MAIL was answered 421 once; a fresh connection was tried */
     char *reverse_path;
     char params[160];
     bool need_smtputf8, need_8bitmime;

@@ -85,16 +85,19 @@ class FakeUpstream(smtpdtest.ThreadedServer):
     hang:  steps never answered: "CONNECT" (no greeting), "MAIL", "RCPT",
         "DATA", "." (the end of data).
     close_after_data: after 354, read this many bytes of data, then close.
-    drop_mail_on_reuse: a MAIL on a connection that has already delivered a
-        message gets no reply; the connection is closed (a pooled connection
-        that died unseen).
+    mail_on_reuse: what a MAIL gets on a connection that has already
+        delivered a message (a pooled connection the upstream is dropping):
+        "close" closes it without a reply, "421" answers 421 and closes.
+    mail_421: the first this many connections answer MAIL with 421 and close
+        (an upstream that timed the session out, or is going down).
     """
 
-    def __init__(self, hang=(), close_after_data=None, drop_mail_on_reuse=False,
+    def __init__(self, hang=(), close_after_data=None, mail_on_reuse=None, mail_421=0,
                  ehlo=("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SIZE 100000000")):
         self.hang = set(hang)
         self.close_after_data = close_after_data
-        self.drop_mail_on_reuse = drop_mail_on_reuse
+        self.mail_on_reuse = mail_on_reuse
+        self.mail_421 = mail_421
         self.ehlo = list(ehlo)
         self.delivered = []      # data of messages answered 250 after the dot
         self.commands = []       # every command line received, in order
@@ -136,7 +139,15 @@ class FakeUpstream(smtpdtest.ThreadedServer):
                 else:
                     conn.sendall(b"250 fake.upstream\r\n")
             elif verb == b"MAIL":
-                if self.drop_mail_on_reuse and delivered_here > 0:
+                with self.lock:
+                    closing = self.mail_421 > 0
+                    self.mail_421 -= closing
+                if delivered_here > 0 and self.mail_on_reuse:
+                    closing = self.mail_on_reuse == "421"
+                    if not closing:
+                        return
+                if closing:
+                    conn.sendall(b"421 4.4.2 fake.upstream Error: timeout exceeded\r\n")
                     return
                 if "MAIL" in self.hang:
                     return self._hang(conn)

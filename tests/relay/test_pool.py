@@ -117,25 +117,49 @@ class Pool(h.RelayTestCase):
         self.assertEqual(h.send_one(proxy.port)[0], 250)
 
     def test_dead_pooled_connection_is_retried(self):
-        # The upstream closes a used connection when the next MAIL comes,
-        # without a reply: the relay cannot have seen it die while idle. It
-        # must retry on a fresh connection, and the client gets 250.
-        fake = h.FakeUpstream(drop_mail_on_reuse=True)
+        # The upstream drops a used connection when the next MAIL comes:
+        # closed without a reply (the relay cannot have seen it die while
+        # idle), or with a 421 (RFC 5321 3.8). The relay must retry on a
+        # fresh connection, and the client gets 250.
+        for how in ("close", "421"):
+            with self.subTest(how=how):
+                fake = h.FakeUpstream(mail_on_reuse=how)
+                self.cleanups.append(fake.stop)
+                proxy = self.proxy(fake.port)
+                for i in range(4):
+                    end = h.send_one(proxy.port, body=h.message(subject="stale-%d" % i))
+                    self.assertEqual(end[0], 250,
+                                     "message %d: %r\n%s" % (i, end, proxy.stderr_text()))
+                self.assertEqual(len(fake.delivered), 4)
+                # Each reuse found a dead connection and opened a new one.
+                self.assertEqual(fake.connections, 4)
+                # Within one client session too.
+                with h.Client(proxy.port) as c:
+                    for i in range(2):
+                        self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
+                        self.assertEqual(c.cmd("RCPT TO:<b@example.com>")[0], 250)
+                        self.assertEqual(c.data(h.message())[1][0], 250)
+                self.assertEqual(len(fake.delivered), 6)
+
+    def test_upstream_closing_at_mail(self):
+        # A fresh connection whose MAIL gets 421 (the upstream timed the
+        # session out, or is going down): one more try on a new connection.
+        # If that fails too, the client gets the 421 and retries itself.
+        fake = h.FakeUpstream(mail_421=1)
         self.cleanups.append(fake.stop)
         proxy = self.proxy(fake.port)
-        for i in range(4):
-            end = h.send_one(proxy.port, body=h.message(subject="stale-%d" % i))
-            self.assertEqual(end[0], 250, "message %d: %r\n%s" % (i, end, proxy.stderr_text()))
-        self.assertEqual(len(fake.delivered), 4)
-        # Each reuse found a dead connection and opened a new one.
-        self.assertEqual(fake.connections, 4)
-        # Within one client session too.
-        with h.Client(proxy.port) as c:
-            for i in range(2):
-                self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
-                self.assertEqual(c.cmd("RCPT TO:<b@example.com>")[0], 250)
-                self.assertEqual(c.data(h.message())[1][0], 250)
-        self.assertEqual(len(fake.delivered), 6)
+        self.assertEqual(h.send_one(proxy.port)[0], 250, proxy.stderr_text())
+        self.assertEqual((fake.connections, len(fake.delivered)), (2, 1))
+        fake2 = h.FakeUpstream(mail_421=2)
+        self.cleanups.append(fake2.stop)
+        proxy2 = self.proxy(fake2.port)
+        with h.Client(proxy2.port) as c:
+            code, text = c.cmd("MAIL FROM:<a@example.com>")
+            self.assertEqual(code, 421, text)
+            self.assertEqual(fake2.connections, 2)
+        # Not a third try within the same command; the client's retry works.
+        self.assertEqual(h.send_one(proxy2.port)[0], 250, proxy2.stderr_text())
+        self.assertEqual((fake2.connections, len(fake2.delivered)), (3, 1))
 
     def eight_at_once(self, fake, proxy):
         """Eight transactions at once (eight upstream connections), then
