@@ -349,13 +349,27 @@ int main(int argc, char **argv)
     long spacing_us = 0;
     while ((opt = getopt(argc, argv, "s:m:l:w:M:t:T:d:")) != -1) {
         switch (opt) {
-        case 's': sessions = atoi(optarg); break;
-        case 'm': messages = atol(optarg); break;
-        case 'l': size = (size_t)atol(optarg); break;
-        case 'w': window = (unsigned)atoi(optarg); break;
-        case 't': timeout = atof(optarg); break;
-        case 'T': deadline = atof(optarg); break;
-        case 'd': spacing_us = atol(optarg); break;
+        case 's':
+            sessions = atoi(optarg);
+            break;
+        case 'm':
+            messages = atol(optarg);
+            break;
+        case 'l':
+            size = (size_t)atol(optarg);
+            break;
+        case 'w':
+            window = (unsigned)atoi(optarg);
+            break;
+        case 't':
+            timeout = atof(optarg);
+            break;
+        case 'T':
+            deadline = atof(optarg);
+            break;
+        case 'd':
+            spacing_us = atol(optarg);
+            break;
         case 'M':
             mode = !strcmp(optarg, "none") ? M_NONE : !strcmp(optarg, "rfc") ? M_RFC : M_FULL;
             if (strcmp(optarg, "none") && strcmp(optarg, "rfc") && strcmp(optarg, "full")) {
@@ -364,8 +378,11 @@ int main(int argc, char **argv)
             }
             break;
         default:
-            fprintf(stderr, "usage: %s [-s sessions] [-m msgs] [-l bytes] [-w window] "
-                            "[-M none|full|rfc] [-t timeout] [-T deadline] [-d connect_spacing_us] host port\n", argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s [-s sessions] [-m msgs] [-l bytes] [-w window] "
+                "[-M none|full|rfc] [-t timeout] [-T deadline] [-d connect_spacing_us] host port\n",
+                argv[0]);
             return 2;
         }
     }
@@ -373,7 +390,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[optind + 1]))};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((unsigned short)atoi(argv[optind + 1]))};
     if (inet_pton(AF_INET, argv[optind], &sa.sin_addr) != 1) {
         fprintf(stderr, "IPv4 address expected\n");
         return 2;
@@ -487,11 +505,12 @@ int main(int argc, char **argv)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 32)
             *p = ' ';
     printf("{\"mode\": \"%s\", \"sessions\": %d, \"window\": %u, \"size\": %zu, "
-           "\"stopped_at_deadline\": %s, \"messages\": %ld, \"done\": %ld, \"errors\": %ld, \"wall\": %.6f, "
+           "\"stopped_at_deadline\": %s, \"messages\": %ld, \"done\": %ld, \"errors\": %ld, "
+           "\"wall\": %.6f, "
            "\"rate\": %.1f, \"user\": %.4f, \"sys\": %.4f, \"pipelining_advertised\": %s, "
            "\"first_error\": \"%s\"}\n",
-           mn, sessions, window, size, messages != requested ? "true" : "false", messages, done_msgs, errors, wall,
-           wall > 0 ? (double)done_msgs / wall : 0.0, user, sys, advertised ? "true" : "false",
-           first_error);
+           mn, sessions, window, size, messages != requested ? "true" : "false", messages,
+           done_msgs, errors, wall, wall > 0 ? (double)done_msgs / wall : 0.0, user, sys,
+           advertised ? "true" : "false", first_error);
     return errors == 0 && done_msgs == messages ? 0 : 1;
 }

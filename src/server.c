@@ -222,6 +222,7 @@ static void listener_ready(evutil_socket_t lfd, short what, void *arg)
     (void)what;
     for (int i = 0; i < ACCEPT_BATCH && !srv->accept_paused && !srv->shutting_down; i++) {
         struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */
         socklen_t sl = sizeof(ss);
         int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
@@ -315,6 +316,7 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
         srv->listeners[srv->n_listeners++].ev = ev;
         if (strcmp(port, "0") == 0 && !chosen[0]) {
             struct sockaddr_storage ss;
+            memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */
             socklen_t sl = sizeof(ss);
             if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
                 snprintf(chosen, sizeof(chosen), "%u",
@@ -341,6 +343,7 @@ enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, ch
     if (i >= srv->n_listeners)
         return SMTPD_ERR_STATE;
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */
     socklen_t sl = sizeof(ss);
     if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&ss, &sl) != 0)
         return SMTPD_ERR_BIND;

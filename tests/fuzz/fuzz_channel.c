@@ -244,8 +244,9 @@ static int pick_code(struct harness *h, bool refuse)
 static const char *pick_enh(struct harness *h, int code)
 {
     static const char *const e[] = {
-        NULL, NULL, "2.1.0", "4.4.1", "5.7.1", "2.0.0", "x.y.z", "5.1", "5.1.1.1",
-        "5.1234.1", "5..1", "5.1.", "", "5.999.999", "2.1.5\r\n250 smuggled",
+        NULL,    NULL,    "2.1.0", "4.4.1",     "5.7.1",
+        "2.0.0", "x.y.z", "5.1",   "5.1.1.1",   "5.1234.1",
+        "5..1",  "5.1.",  "",      "5.999.999", "2.1.5\r\n250 smuggled",
     };
     static char own[16];
     if (fuzz_below(&h->rng, 4) == 0) {
@@ -259,8 +260,15 @@ static const char *pick_enh(struct harness *h, int code)
 static const char *pick_text(struct harness *h)
 {
     static const char *const t[] = {
-        NULL, NULL, "OK then", "Accepted\r\n250 smuggled reply", "tab\there\x7f\x01 bell",
-        "UTF-8: gr\xc3\xbc\xc3\x9f dich", "bad UTF-8: \xff\xfe\xc3", "", long_text,
+        NULL,
+        NULL,
+        "OK then",
+        "Accepted\r\n250 smuggled reply",
+        "tab\there\x7f\x01 bell",
+        "UTF-8: gr\xc3\xbc\xc3\x9f dich",
+        "bad UTF-8: \xff\xfe\xc3",
+        "",
+        long_text,
     };
     return t[fuzz_below(&h->rng, sizeof(t) / sizeof(t[0]))];
 }
@@ -291,7 +299,9 @@ static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enu
     FUZZ_CHECK(!h->said_backlogged);
     unsigned d = fuzz_below(&h->rng, 8);
     trace("-- handler %s: %s", step_names[step],
-          d < 2 ? "default answer" : d == 4 || d == 5 ? "SMTPD_PENDING, answer later" : "answers now");
+          d < 2              ? "default answer"
+          : d == 4 || d == 5 ? "SMTPD_PENDING, answer later"
+                             : "answers now");
     switch (d) {
     case 0:
     case 1:

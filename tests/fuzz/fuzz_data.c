@@ -2,12 +2,11 @@
  * fuzz_data: the DATA engine (data.c).
  *
  * Input: 1 byte choosing the size limit, 1 byte the bare CR/LF policy, the
- * chunk spec of fuzz.h, then the bytes that follow a 354 reply. The stream is fed to data_feed() once in one
- * chunk and once in the chunks of the spec; after an end of data the next
- * message starts with a fresh engine on the rest. Invariants: both feeds give
- * identical results, output, end position, size and over-limit flag; and
- * the result matches a line-at-a-time model of RFC 5321 4.5.2 and of the
- * policies of data.h (only <CRLF>.<CRLF> ends the data, whatever the policy,
+ * chunk spec of fuzz.h, then the bytes that follow a 354 reply. The stream is fed to data_feed()
+ * once in one chunk and once in the chunks of the spec; after an end of data the next message
+ * starts with a fresh engine on the rest. Invariants: both feeds give identical results, output,
+ * end position, size and over-limit flag; and the result matches a line-at-a-time model of RFC
+ * 5321 4.5.2 and of the policies of data.h (only <CRLF>.<CRLF> ends the data, whatever the policy,
  * so no message can be split in two; a leading dot is removed; the size
  * counts the wire octets before the final <CRLF>.<CRLF>).
  */
@@ -25,13 +24,20 @@ static size_t pick_limit(uint8_t b)
     if (b <= 248)
         return (size_t)(b - 200) * 100;
     switch (b) {
-    case 249: return 4096;
-    case 250: return 33554432;
-    case 251: return (size_t)1 << 20;
-    case 252: return SIZE_MAX;
-    case 253: return SIZE_MAX - 1;
-    case 254: return SIZE_MAX - 2;
-    default:  return SIZE_MAX / 2;
+    case 249:
+        return 4096;
+    case 250:
+        return 33554432;
+    case 251:
+        return (size_t)1 << 20;
+    case 252:
+        return SIZE_MAX;
+    case 253:
+        return SIZE_MAX - 1;
+    case 254:
+        return SIZE_MAX - 2;
+    default:
+        return SIZE_MAX / 2;
     }
 }
 
@@ -40,7 +46,7 @@ struct model {
     size_t end;  /* bytes up to and including the final LF */
     size_t size; /* octets between the DATA line and the final CRLF.CRLF */
     bool too_much;
-    bool bare;   /* data_bare_seen() */
+    bool bare; /* data_bare_seen() */
     char *out;
     size_t out_len;
 };
@@ -82,7 +88,8 @@ static void model_run(struct model *m, const char *in, size_t len, size_t limit,
     m->too_much = limit && m->size > limit;
     /* The data: in[0, dot), empty or ending in CRLF. */
     for (size_t k = 0; k < dot; k++) {
-        if ((in[k] == '\r' && in[k + 1] != '\n') || (in[k] == '\n' && (k == 0 || in[k - 1] != '\r')))
+        if ((in[k] == '\r' && in[k + 1] != '\n') ||
+            (in[k] == '\n' && (k == 0 || in[k - 1] != '\r')))
             m->bare = true;
     }
     m->out = malloc(2 * dot + 1);

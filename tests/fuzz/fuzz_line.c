@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct line_reader lr;
     line_reader_init(&lr);
     FUZZ_CHECK(!line_reader_pending(&lr));
-    size_t pos = 0;      /* bytes of the stream fed so far */
-    size_t line_at = 0;  /* where the model's next line starts */
+    size_t pos = 0;     /* bytes of the stream fed so far */
+    size_t line_at = 0; /* where the model's next line starts */
     while (pos < len) {
         size_t n = fuzz_chunk_next(&ch, len - pos);
         /* A copy of exactly the chunk, so that ASan sees any read past it. */

@@ -201,7 +201,9 @@ static const struct esc_case esc_cases[] = {
      .outsz = 0,
      .want = "evil\\u202egpj.exe"},
     {.name = "line and paragraph separators",
-     BYTES("a\xe2\x80\xa8" "b\xe2\x80\xa9" "c"),
+     BYTES("a\xe2\x80\xa8"
+           "b\xe2\x80\xa9"
+           "c"),
      .outsz = 0,
      .want = "a\\u2028b\\u2029c"},
     {.name = "isolates and marks",
