@@ -18,14 +18,16 @@ this module re-exports what the tests here import, and adds:
 """
 
 import os
+import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
-from smtpdtest import (END, main, nofile_preexec, paths, proc_cpu_seconds,  # noqa: E402,F401
-                       proc_rss_kib, proc_socket_count, proc_status, raise_nofile)
+from smtpdtest import (END, SLOW, main, nofile_preexec, paths,  # noqa: E402,F401
+                       proc_cpu_seconds, proc_rss_kib, proc_socket_count, proc_status,
+                       raise_nofile)
 
 
 EHLO = b"EHLO x\r\n"  # valid, and its reply is ten times as long
@@ -56,10 +58,25 @@ def server_unread_input(port):
     return out
 
 
-def push_until_unread(port, socks, timeout):
+def pauses(log):
+    """From smtpd's log: for each client port whose reading smtpd paused,
+    the reply bytes it said were waiting each time ("[id] connect from
+    127.0.0.1:port", then "[id] reading paused: N bytes of replies wait")."""
+    ids = {m.group(1): int(m.group(2))
+           for m in re.finditer(rb"\[(\d+)\] connect from 127\.0\.0\.1:(\d+)\n", log)}
+    out = {}
+    for i, n in re.findall(rb"\[(\d+)\] reading paused: (\d+) bytes of replies wait", log):
+        if i in ids:
+            out.setdefault(ids[i], []).append(int(n))
+    return out
+
+
+def push_until_unread(srv, socks, timeout):
     """Send EHLO lines on every socket without reading any reply, until
-    smtpd has stopped reading each one: input waits unread in smtpd's socket
-    and stays there. Returns the bytes sent on each."""
+    smtpd has stopped reading each one: it logged the pause, and input waits
+    unread in smtpd's socket and stays there for a second. Returns the bytes
+    sent on each. (Waiting for the log line, not only for unread input,
+    keeps a slow smtpd, e.g. under valgrind, from looking paused.)"""
     chunk = EHLO * 512
     sent = [0] * len(socks)
     ports = [s.getsockname()[1] for s in socks]
@@ -67,25 +84,23 @@ def push_until_unread(port, socks, timeout):
     for s in socks:
         s.setblocking(False)
     while True:
-        unread = server_unread_input(port)
+        unread = server_unread_input(srv.port)
         for i, s in enumerate(socks):
             if unread.get(ports[i], 0) == 0:
                 try:
                     sent[i] += s.send(chunk[sent[i] % len(chunk):])
                 except BlockingIOError:
                     pass
-        if all(unread.get(p, 0) > 0 for p in ports):
-            # Stopped, or only slow? Stopped: over 2 s, no byte more is read.
-            steady = True
-            for _ in range(4):
-                time.sleep(0.5)
-                again = server_unread_input(port)
-                steady = steady and all(again.get(p, 0) >= unread[p] for p in ports)
-            if steady:
+        if (all(unread.get(p, 0) > 0 for p in ports)
+                and set(pauses(srv.stderr())).issuperset(ports)):
+            time.sleep(1.0)
+            again = server_unread_input(srv.port)
+            if all(again.get(p, 0) >= unread[p] for p in ports):
                 break
         if time.monotonic() > deadline:
             raise AssertionError("smtpd kept reading clients that do not read its replies: "
-                                 "sent %r, unread %r" % (sent, unread))
+                                 "sent %r, unread %r, paused %r"
+                                 % (sent, unread, sorted(pauses(srv.stderr()))))
         time.sleep(0.02)
     for s in socks:
         s.setblocking(True)

@@ -14,13 +14,13 @@ an allocator-independent figure, so it holds under ASan and valgrind too),
 keep serving others, and lose no reply once they do read.
 """
 
-import re
 import socket
 import threading
 import time
 
-from hardlib import (EHLO, HardTestCase, main, nofile_preexec, noread_client, proc_cpu_seconds,
-                     proc_rss_kib, push_until_unread, raise_nofile, send_mail_smtplib)
+from hardlib import (EHLO, HardTestCase, main, nofile_preexec, noread_client, pauses,
+                     proc_cpu_seconds, proc_rss_kib, push_until_unread, raise_nofile,
+                     send_mail_smtplib)
 
 FLOOD = 200
 NOFILE = 64
@@ -131,28 +131,22 @@ class BackPressureTest(HardTestCase):
 
     def replies_held(self, srv, socks):
         """For each client: the most reply bytes smtpd said were waiting
-        when it paused reading it (its log: "[id] reading paused: N bytes")."""
-        log = srv.stderr()
-        held = []
+        when it paused reading it."""
+        held = pauses(srv.stderr())
         for s in socks:
-            port = s.getsockname()[1]
-            m = re.search(rb"\[(\d+)\] connect from 127\.0\.0\.1:%d\n" % port, log)
-            self.assertIsNotNone(m, "no connect line for port %d" % port)
-            paused = re.findall(rb"\[%s\] reading paused: (\d+) bytes of replies wait" % m.group(1),
-                                log)
-            self.assertTrue(paused, "no pause logged for port %d:\n%s" % (port, srv.stderr_text()))
-            held.append(max(int(n) for n in paused))
-        return held
+            self.assertIn(s.getsockname()[1], held,
+                          "no pause logged for a client:\n" + srv.stderr_text())
+        return [max(held[s.getsockname()[1]]) for s in socks]
 
     def test_clients_that_do_not_read(self):
         srv = self.start()
         # A first client warms up every code path (and the allocator).
         socks, reply = self.noread_clients(srv, 1)
-        sent = push_until_unread(srv.port, socks, 60)
+        sent = push_until_unread(srv, socks, 60)
         finish_and_read(socks[0], sent[0], reply, 60)
         socks, reply = self.noread_clients(srv, NOREAD_CLIENTS)
         rss0 = proc_rss_kib(srv.pid)
-        sent = push_until_unread(srv.port, socks, 120)
+        sent = push_until_unread(srv, socks, 120)
         grown = proc_rss_kib(srv.pid) - rss0
         held = self.replies_held(srv, socks)
         print("\n%d clients stopped after %s bytes of unread EHLOs each; smtpd held %s bytes "

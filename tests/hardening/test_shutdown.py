@@ -152,7 +152,7 @@ class ShutdownTest(HardTestCase):
         srv = self.start(term_wait=GRACE + LAST_CALL + 20)
         s = noread_client(srv.port)
         self.addCleanup(s.close)
-        push_until_unread(srv.port, [s], 60)
+        push_until_unread(srv, [s], 60)
         t_term = time.monotonic()
         srv.signal(signal.SIGTERM)
         while srv.proc.poll() is None and time.monotonic() < t_term + GRACE + LAST_CALL + 15:

@@ -48,7 +48,7 @@ def main():
     smtpdtest.main(("smtpd", "counter"))
 
 
-def run_smtpd(args, timeout=5, **kw):
+def run_smtpd(args, timeout=30, **kw):
     """Run the program to completion, for command lines that must make it
     exit. One that goes on running (e.g. serving instead of refusing the
     command line) is killed and reported as a failure."""

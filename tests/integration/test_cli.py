@@ -8,7 +8,7 @@ from smtpd_harness import (EX_OSERR, EX_UNAVAILABLE, EX_USAGE, RawClient, SmtpdT
 
 
 def run(args):
-    r = run_smtpd(args, timeout=3)
+    r = run_smtpd(args)
     return r.returncode, r.stdout, r.stderr
 
 

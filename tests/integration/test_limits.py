@@ -93,7 +93,7 @@ class TimeoutTest(SmtpdTestCase):
         c = self.raw(srv.port)
         self.assertEqual(c.reply()[0], 220)
         self.assertEqual(c.command("EHLO x.example.com")[0], 250)
-        self.assertTimesOut(c, 0.7, 4)
+        self.assertTimesOut(c, 0.5, 4)
         srv.wait_stderr(rb"timeout from 127\.0\.0\.1")
 
     def test_idle_client_before_ehlo(self):
@@ -101,18 +101,19 @@ class TimeoutTest(SmtpdTestCase):
         srv = self.start("--command-timeout", "1")
         c = self.raw(srv.port)
         self.assertEqual(c.reply()[0], 220)
-        self.assertTimesOut(c, 0.7, 4, enhanced=False)
+        self.assertTimesOut(c, 0.5, 4, enhanced=False)
 
     def test_each_command_restarts_the_timer(self):
-        srv = self.start("--command-timeout", "1")
+        srv = self.start("--command-timeout", "2")
         c = self.raw(srv.port)
         self.assertEqual(c.reply()[0], 220)
         self.assertEqual(c.command("EHLO x.example.com")[0], 250)
-        # Four commands 0.5 s apart: 2 s in all, never 1 s idle.
+        # Four commands 1 s apart: 4 s in all, never 2 s idle (1 s of slack
+        # for a slow smtpd each time).
         for _ in range(4):
-            time.sleep(0.5)
+            time.sleep(1.0)
             self.assertEqual(c.command("NOOP")[0], 250)
-        self.assertTimesOut(c, 0.7, 4)
+        self.assertTimesOut(c, 1.5, 6)
 
     def test_silent_during_data(self):
         srv = self.start("--command-timeout", "30", "--data-timeout", "1")

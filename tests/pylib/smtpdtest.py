@@ -11,6 +11,7 @@ putting this directory on sys.path relative to its own __file__:
 so that a test runs the same under CTest and by hand. Standard library only.
 
   paths, smtpd_bin, take_path_args, main   --smtpd PATH off the command line
+  SLOW           how many times slower than a plain build smtpd runs here
   free_port, wait_port, port_closed, wait_until, stop_process
   proc_*, raise_nofile, nofile_preexec     /proc readers, RLIMIT_NOFILE
   Collector      a pipe read on a thread into a buffer
@@ -45,6 +46,11 @@ PYLIB = os.path.dirname(os.path.abspath(__file__))
 SYSTEM_PYTHON = "/usr/bin/python3"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+# How many times slower than a plain build smtpd runs here: CI sets
+# SMTPD_TEST_LATENCY to 5 under ASan and 10 under valgrind. Upper bounds on
+# how long normal work may take are multiplied by it; sleeps are not.
+SLOW = float(os.environ.get("SMTPD_TEST_LATENCY", "1"))
 
 # What DebuggingServer prints around each message on standard output.
 BEGIN = b"---------- MESSAGE FOLLOWS ----------\n"

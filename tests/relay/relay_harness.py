@@ -27,7 +27,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
-from smtpdtest import (Disconnected, Recorder, SmtpSink, free_port, main,  # noqa: E402,F401
+from smtpdtest import (SLOW, Disconnected, Recorder, SmtpSink, free_port, main,  # noqa: E402,F401
                        port_closed, smtpd_bin, stuff)
 
 
@@ -42,7 +42,7 @@ class Proxy(smtpdtest.Smtpd):
     # cost every test its time.)
     TERM_WAIT = 0.5
 
-    def __init__(self, upstream, *options, relay_timeout=2, listen="127.0.0.1:0"):
+    def __init__(self, upstream, *options, relay_timeout=5, listen="127.0.0.1:0"):
         """upstream: a port on 127.0.0.1, or "host:port" as given."""
         if isinstance(upstream, int):
             upstream = "127.0.0.1:%d" % upstream
@@ -104,12 +104,14 @@ class FakeUpstream(smtpdtest.ThreadedServer):
         self.hangs_ended = 0     # unanswered connections the relay closed
         self.closed_by_relay = 0 # connections the relay closed between commands
         self.data_started = threading.Event()
+        self.hanging = threading.Event()  # a step is being left unanswered
         super().__init__(backlog=50)
 
     stop = smtpdtest.ThreadedServer.close
 
     def _hang(self, conn):
         # Never answer; read until the other side gives up.
+        self.hanging.set()
         while conn.recv(65536):
             pass
         with self.lock:
