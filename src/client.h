@@ -1,39 +1,21 @@
 /*
  * The asynchronous SMTP/LMTP client used by the relays (RFC 5321 as a
- * client, RFC 2033 LMTP). Its own state machine on libevent: the upstream
- * name is resolved with evdns and every address is tried in turn; EHLO falls
- * back to HELO (LMTP uses LHLO); every step has a timeout. One command is in
- * flight at a time and its reply comes back through a callback, never from
- * inside the call that sent it.
+ * client, RFC 2033 LMTP): the protocol machine of client_proto.h on
+ * libevent. The upstream name is resolved with evdns and every address is
+ * tried in turn; every step has a timeout. One command is in flight at a
+ * time and its reply comes back through a callback, never from inside the
+ * call that sent it.
  */
 #ifndef SMTPD_CLIENT_H
 #define SMTPD_CLIENT_H
 
-#include "reply.h"
+#include "client_proto.h"
 #include "smtpd.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 struct evdns_base;
-
-/** Extensions the upstream advertised in its EHLO/LHLO reply. */
-enum client_ext {
-    EXT_SIZE = 1,
-    EXT_8BITMIME = 2,
-    EXT_SMTPUTF8 = 4,
-    EXT_PIPELINING = 8,
-    EXT_ENHANCEDSTATUSCODES = 16,
-};
-
-/** One upstream reply, or one made by the client when the upstream failed. */
-struct client_reply {
-    int code;                  /* reply code; for local failures 451 or 421 */
-    bool local;                /* made here: upstream unreachable, dropped, timed out */
-    bool last;                 /* the last reply of this step (LMTP DATA has several) */
-    char enh[16];              /* enhanced status code, "" when there was none */
-    char text[REPLY_LINE_MAX]; /* text of the first line, without enh */
-};
 
 typedef void (*client_cb)(void *arg, const struct client_reply *r);
 
@@ -53,7 +35,7 @@ struct client_config {
 struct smtp_client;
 
 /** Connect and greet. @p cb gets 250 once the client is ready, or a local
- *  451 4.4.1 (unreachable, refused greeting) / an upstream refusal. The
+ *  451 4.4.1 (unreachable, refused greeting; the log says why). The
  *  config's strings must outlive the client. NULL: no memory. */
 struct smtp_client *client_open(const struct client_config *cfg, client_cb cb, void *arg);
 
@@ -76,13 +58,15 @@ void client_data(struct smtp_client *c, char *data, size_t len, client_cb cb, vo
 /** RSET. */
 void client_rset(struct smtp_client *c, client_cb cb, void *arg);
 
-/** While idle, call @p cb (a local reply) if the upstream closes or @p secs
- *  seconds pass (0: no limit); the client is then unusable. A NULL @p cb
- *  stops watching. A command on a connection that died replies 421. */
+/** While idle, call @p cb (a local reply) if the upstream closes or says
+ *  something, or @p secs seconds pass (0: no limit): the client must then
+ *  be closed (client_close() says QUIT to an upstream that is still
+ *  there). A NULL @p cb stops watching. A command on a connection that
+ *  died replies 421. */
 void client_watch_idle(struct smtp_client *c, client_cb cb, void *arg, unsigned secs);
 
-/** Send QUIT if connected and free the client. Safe inside its callbacks;
- *  no callback runs after this. NULL is allowed. */
+/** Send QUIT if connected and idle, and free the client. Safe inside its
+ *  callbacks; no callback runs after this. NULL is allowed. */
 void client_close(struct smtp_client *c);
 
 #endif

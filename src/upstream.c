@@ -18,6 +18,7 @@ struct pooled {
 struct upstream {
     struct upstream_config cfg;
     char *hostport;
+    char *label; /* "smarthost host:port" or "LMTP host:port", for logs */
     char host[256];
     char port[8];
     struct client_config ccfg;
@@ -45,7 +46,13 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
     }
     u->cfg = *cfg;
     u->hostport = strdup(cfg->hostport);
-    if (!u->hostport) {
+    size_t ln = strlen(cfg->hostport) + 16;
+    u->label = malloc(ln);
+    if (u->label)
+        snprintf(u->label, ln, "%s %s", cfg->lmtp ? "LMTP" : "smarthost", cfg->hostport);
+    if (!u->hostport || !u->label) {
+        free(u->hostport);
+        free(u->label);
         free(u);
         *err = SMTPD_ERR_NOMEM;
         return NULL;
@@ -69,6 +76,11 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
 const char *upstream_name(const struct upstream *u)
 {
     return u->hostport;
+}
+
+const char *upstream_label(const struct upstream *u)
+{
+    return u->label;
 }
 
 static void unlink_pooled(struct pooled **head, struct pooled *p)
@@ -178,6 +190,7 @@ void upstream_free(struct upstream *u)
         free(p);
     }
     free(u->hostport);
+    free(u->label);
     free(u);
 }
 
@@ -359,7 +372,10 @@ static void data_replied(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
     if (r->last) {
-        l->in_txn = false;
+        /* A refused DATA command leaves the upstream's transaction open
+         * (RFC 5321 4.1.1.4), so a refusal gets an RSET before the
+         * connection is reused; after the final dot it is harmless. */
+        l->in_txn = r->code >= 300;
         l->n_rcpt = 0;
     }
     step_done(l, r);

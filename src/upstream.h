@@ -31,6 +31,9 @@ struct upstream;
 struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err *err);
 /** "host:port" as configured. */
 const char *upstream_name(const struct upstream *u);
+/** "smarthost host:port" or "LMTP host:port", for log lines; lives as long
+ *  as @p u. */
+const char *upstream_label(const struct upstream *u);
 /** Close the idle connections and keep no more: transactions in flight
  *  finish, then their connections close (server shutdown). */
 void upstream_shutdown(struct upstream *u);

@@ -1,0 +1,380 @@
+/* The relay client's protocol machine; see client_proto.h. */
+#include "client_proto.h"
+#include "smtpd.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TEXT_UNAVAILABLE "Error: upstream server unavailable, try again later"
+#define TEXT_LOST "Error: upstream connection lost, try again later"
+#define TEXT_PROTOCOL "Error: upstream protocol error, try again later"
+
+void cp_local_reply(struct client_reply *r, int code, const char *enh, const char *text)
+{
+    memset(r, 0, sizeof(*r));
+    r->code = code;
+    r->local = true;
+    r->last = true;
+    snprintf(r->enh, sizeof(r->enh), "%s", enh);
+    snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+void cp_init(struct client_proto *p, bool lmtp, const char *helo_name, struct cp_out out)
+{
+    memset(p, 0, sizeof(*p));
+    p->st = CP_CONNECTING;
+    p->lmtp = lmtp;
+    p->helo_name = helo_name;
+    p->out = out;
+}
+
+void cp_connected(struct client_proto *p)
+{
+    if (p->st == CP_CONNECTING)
+        p->st = CP_GREETING;
+}
+
+static void send_command(struct client_proto *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void send_command(struct client_proto *p, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line) - 2)
+        n = (int)sizeof(line) - 3;
+    memcpy(line + n, "\r\n", 2);
+    p->out.command(p->out.arg, line, (size_t)n + 2);
+}
+
+static void drop_data(struct client_proto *p)
+{
+    free(p->data);
+    p->data = NULL;
+    p->data_len = 0;
+}
+
+/* Dot-stuff (RFC 5321 4.5.2) and end with CRLF "." CRLF. A dot after a
+ * bare LF or a bare CR is stuffed too, so that a downstream server that
+ * takes either as a line end cannot be made to see an end of data (SMTP
+ * smuggling). */
+static void send_data(struct client_proto *p)
+{
+    const char *s = p->data;
+    size_t n = p->data_len;
+    bool line_start = true;
+    while (n > 0) {
+        if (line_start && *s == '.')
+            p->out.data(p->out.arg, ".", 1);
+        /* The next CRLF, bare CR or bare LF ends this piece. */
+        const char *lf = memchr(s, '\n', n);
+        size_t upto = lf ? (size_t)(lf - s) : n;
+        const char *cr = memchr(s, '\r', upto);
+        size_t len;
+        if (cr && (size_t)(cr - s) + 1 < n && cr[1] == '\n')
+            len = (size_t)(cr - s) + 2;
+        else if (cr)
+            len = (size_t)(cr - s) + 1;
+        else
+            len = lf ? upto + 1 : n;
+        line_start = s[len - 1] == '\n' || s[len - 1] == '\r';
+        p->out.data(p->out.arg, s, len);
+        s += len;
+        n -= len;
+    }
+    if (p->data_len > 0 &&
+        !(p->data_len >= 2 && p->data[p->data_len - 2] == '\r' && p->data[p->data_len - 1] == '\n'))
+        p->out.data(p->out.arg, "\r\n", 2);
+    p->out.data(p->out.arg, ".\r\n", 3);
+    drop_data(p);
+}
+
+const char *cp_step_name(enum cp_state st, bool lmtp)
+{
+    switch (st) {
+    case CP_GREETING:
+        return "the greeting";
+    case CP_EHLO:
+        return lmtp ? "LHLO" : "EHLO";
+    case CP_HELO:
+        return "HELO";
+    case CP_MAIL:
+        return "MAIL";
+    case CP_RCPT:
+        return "RCPT";
+    case CP_DATA_CMD:
+        return "DATA";
+    case CP_DATA_END:
+        return "the end of data";
+    case CP_CONNECTING:
+        return "the connection";
+    case CP_RSET:
+        return "RSET";
+    default:
+        return "nothing (idle)";
+    }
+}
+
+/* p->why: @p what, then the reply the upstream sent, escaped. */
+static void set_why(struct client_proto *p, const char *what, const struct client_reply *up)
+{
+    char text[300];
+    smtpd_escape(text, sizeof(text), up->text, strlen(up->text));
+    snprintf(p->why, sizeof(p->why), "%s: %d%s%s %s", what, up->code, up->enh[0] ? " " : "",
+             up->enh, text);
+}
+
+/* The upstream cannot be used: before it was ready, it is unavailable
+ * (451 4.4.1); later the transaction with it is lost (421 4.4.2). */
+static void lost_reply(const struct client_proto *p, enum cp_state was, struct client_reply *r)
+{
+    if (was <= CP_HELO)
+        cp_local_reply(r, 451, "4.4.1", TEXT_UNAVAILABLE);
+    else
+        cp_local_reply(r, 421, "4.4.2", TEXT_LOST);
+    (void)p;
+}
+
+static enum cp_event die(struct client_proto *p, struct client_reply *r)
+{
+    lost_reply(p, p->st, r);
+    p->st = CP_DEAD;
+    drop_data(p);
+    return CP_FAILED;
+}
+
+/* A reply the step does not allow. Nothing the upstream said can be
+ * trusted, so the connection goes and the step gets a local 4xx: 421 at
+ * RCPT (the recipients accepted so far are gone with the connection), 451
+ * where a new connection can take the next command. */
+static enum cp_event protocol_error(struct client_proto *p, const struct client_reply *up,
+                                    const char *what, struct client_reply *r)
+{
+    char w[120];
+    snprintf(w, sizeof(w), "protocol error: %s in reply to %s", what, cp_step_name(p->st, p->lmtp));
+    set_why(p, w, up);
+    if (p->st <= CP_HELO)
+        cp_local_reply(r, 451, "4.4.1", TEXT_UNAVAILABLE);
+    else if (p->st == CP_RCPT)
+        cp_local_reply(r, 421, "4.4.0", TEXT_PROTOCOL);
+    else
+        cp_local_reply(r, 451, "4.4.0", TEXT_PROTOCOL);
+    p->st = CP_DEAD;
+    drop_data(p);
+    return CP_FAILED;
+}
+
+static enum cp_event refused_open(struct client_proto *p, const char *what,
+                                  const struct client_reply *up, struct client_reply *r)
+{
+    set_why(p, what, up);
+    return die(p, r);
+}
+
+static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
+{
+    static const struct {
+        const char *kw;
+        unsigned bit;
+    } known[] = {
+        {"SIZE", EXT_SIZE},
+        {"8BITMIME", EXT_8BITMIME},
+        {"SMTPUTF8", EXT_SMTPUTF8},
+        {"PIPELINING", EXT_PIPELINING},
+        {"ENHANCEDSTATUSCODES", EXT_ENHANCEDSTATUSCODES},
+    };
+    size_t kl = 0;
+    while (kl < n && t[kl] != ' ')
+        kl++;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i].kw) == kl && strncasecmp(t, known[i].kw, kl) == 0)
+            p->ext |= known[i].bit;
+}
+
+/* A whole reply @p r arrived in state p->st (RFC 5321 4.3.2 says which
+ * codes each command may get). */
+static enum cp_event on_reply(struct client_proto *p, bool drained, struct client_reply *r)
+{
+    int cls = r->code / 100;
+    switch (p->st) {
+    case CP_GREETING:
+        if (r->code != 220)
+            return refused_open(p, "greeting refused", r, r);
+        p->ext = 0;
+        send_command(p, "%s %s", p->lmtp ? "LHLO" : "EHLO", p->helo_name);
+        p->st = CP_EHLO;
+        return CP_MORE;
+    case CP_EHLO:
+        if (r->code == 250) {
+            p->st = CP_READY;
+            return CP_REPLY;
+        }
+        if (p->lmtp || cls != 5)
+            return refused_open(p, p->lmtp ? "LHLO refused" : "EHLO refused", r, r);
+        p->ext = 0;
+        send_command(p, "HELO %s", p->helo_name);
+        p->st = CP_HELO;
+        return CP_MORE;
+    case CP_HELO:
+        if (r->code != 250)
+            return refused_open(p, "HELO refused", r, r);
+        p->st = CP_READY;
+        return CP_REPLY;
+    case CP_MAIL:
+    case CP_RCPT:
+    case CP_RSET:
+        if (cls == 3)
+            return protocol_error(p, r, "3xx", r);
+        if (p->st == CP_RCPT)
+            p->rcpts_ok += cls == 2;
+        else
+            p->rcpts_ok = 0;
+        p->st = CP_READY;
+        return CP_REPLY;
+    case CP_DATA_CMD:
+        if (r->code == 354) {
+            send_data(p);
+            p->lmtp_left = p->lmtp ? p->rcpts_ok : 1;
+            p->st = CP_DATA_END;
+            return CP_MORE;
+        }
+        if (cls == 2 || cls == 3)
+            return protocol_error(p, r, cls == 2 ? "2xx (the data was never sent)" : "3xx", r);
+        drop_data(p);
+        p->rcpts_ok = 0;
+        p->st = CP_READY;
+        return CP_REPLY;
+    case CP_DATA_END:
+        if (cls == 3)
+            return protocol_error(p, r, "3xx", r);
+        if (!drained && cls == 2)
+            return protocol_error(p, r, "2xx before the data was sent", r);
+        if (!drained) {
+            /* A refusal in mid-data is passed on, but what follows it on
+             * this connection is out of step: no more of it. */
+            set_why(p, "reply before the end of data was sent", r);
+            r->last = true;
+            p->st = CP_DEAD;
+            return CP_REPLY;
+        }
+        r->last = p->lmtp_left <= 1;
+        if (r->last) {
+            p->lmtp_left = 0;
+            p->rcpts_ok = 0;
+            p->st = CP_READY;
+        } else {
+            p->lmtp_left--;
+        }
+        return CP_REPLY;
+    case CP_READY:
+        /* Unasked: typically 421 before the upstream closes an idle
+         * session (RFC 5321 3.8). */
+        set_why(p, r->code == 421 ? "closing" : "unexpected reply while idle", r);
+        return die(p, r);
+    case CP_CONNECTING:
+    case CP_DEAD:
+        break;
+    }
+    return CP_MORE;
+}
+
+enum cp_event cp_line(struct client_proto *p, const char *line, size_t len, bool output_drained,
+                      struct client_reply *r)
+{
+    if (p->st == CP_CONNECTING || p->st == CP_DEAD)
+        return CP_MORE;
+    int code;
+    bool more;
+    const char *text;
+    size_t tlen;
+    if (!reply_parse_line(line, len, &code, &more, &text, &tlen) ||
+        (p->in_reply && code != p->cur.code)) {
+        char esc[300];
+        smtpd_escape(esc, sizeof(esc), line, len);
+        snprintf(p->why, sizeof(p->why), "protocol error: not a reply line in reply to %s: %s",
+                 cp_step_name(p->st, p->lmtp), esc);
+        return die(p, r);
+    }
+    if (!p->in_reply) {
+        memset(&p->cur, 0, sizeof(p->cur));
+        p->cur.code = code;
+        p->cur.last = true;
+        size_t skip = reply_split_enhanced(text, tlen, code, p->cur.enh);
+        text += skip;
+        tlen -= skip;
+        snprintf(p->cur.text, sizeof(p->cur.text), "%.*s", (int)tlen, text);
+        p->in_reply = true;
+    } else if (p->st == CP_EHLO) {
+        parse_ehlo_keyword(p, text, tlen);
+    }
+    if (more)
+        return CP_MORE;
+    p->in_reply = false;
+    *r = p->cur;
+    return on_reply(p, output_drained, r);
+}
+
+void cp_lost(struct client_proto *p, const char *why, struct client_reply *r)
+{
+    lost_reply(p, p->st, r);
+    if (p->st != CP_DEAD)
+        snprintf(p->why, sizeof(p->why), "%s", why);
+    p->st = CP_DEAD;
+    drop_data(p);
+}
+
+void cp_mail(struct client_proto *p, const char *reverse_path, const char *params)
+{
+    p->rcpts_ok = 0;
+    send_command(p, "MAIL FROM:<%s>%s", reverse_path, params);
+    p->st = CP_MAIL;
+}
+
+void cp_rcpt(struct client_proto *p, const char *forward_path)
+{
+    send_command(p, "RCPT TO:<%s>", forward_path);
+    p->st = CP_RCPT;
+}
+
+void cp_data(struct client_proto *p, char *data, size_t len)
+{
+    drop_data(p);
+    p->data = data;
+    p->data_len = len;
+    send_command(p, "DATA");
+    p->st = CP_DATA_CMD;
+}
+
+void cp_rset(struct client_proto *p)
+{
+    send_command(p, "RSET");
+    p->st = CP_RSET;
+}
+
+void cp_quit(struct client_proto *p)
+{
+    if (p->st == CP_READY)
+        send_command(p, "QUIT");
+    p->st = CP_DEAD;
+}
+
+bool cp_ready(const struct client_proto *p)
+{
+    return p->st == CP_READY;
+}
+
+unsigned cp_extensions(const struct client_proto *p)
+{
+    return p->ext;
+}
+
+void cp_free(struct client_proto *p)
+{
+    drop_data(p);
+}

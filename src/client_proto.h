@@ -1,0 +1,138 @@
+/*
+ * The relay client's protocol, without I/O: which command is in flight,
+ * which replies each step allows (RFC 5321 4.3.2; LMTP, RFC 2033 4.2),
+ * EHLO keywords, dot-stuffing. Lines come in through cp_line(), commands
+ * and data go out through a small output interface, so the whole machine
+ * runs in a fuzzer. client.c adds DNS, sockets and timers.
+ *
+ * A reply the protocol does not allow at a step (250 to DATA, 354 to MAIL,
+ * a 2xx to the final dot before the data was sent) is an upstream protocol
+ * error: the connection is unusable, and the step gets a local 4xx, never
+ * the upstream's code.
+ */
+#ifndef SMTPD_CLIENT_PROTO_H
+#define SMTPD_CLIENT_PROTO_H
+
+#include "reply.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** Extensions the upstream advertised in its EHLO/LHLO reply. */
+enum client_ext {
+    EXT_SIZE = 1,
+    EXT_8BITMIME = 2,
+    EXT_SMTPUTF8 = 4,
+    EXT_PIPELINING = 8,
+    EXT_ENHANCEDSTATUSCODES = 16,
+};
+
+/** One upstream reply, or one made here when the upstream failed. */
+struct client_reply {
+    int code;                  /* reply code; local failures are 451 or 421 */
+    bool local;                /* made here: unreachable, lost, timed out, protocol error */
+    bool last;                 /* the last reply of this step (LMTP DATA has several) */
+    char enh[16];              /* enhanced status code, "" when there was none */
+    char text[REPLY_LINE_MAX]; /* text of the first line, without enh */
+};
+
+/** Where the machine is. */
+enum cp_state {
+    CP_CONNECTING, /* no connection yet: nothing is read */
+    CP_GREETING,
+    CP_EHLO, /* or LHLO */
+    CP_HELO,
+    CP_READY, /* connected, no command in flight */
+    CP_MAIL,
+    CP_RCPT,
+    CP_DATA_CMD, /* DATA sent, waiting for 354 */
+    CP_DATA_END, /* data and the final dot sent */
+    CP_RSET,
+    CP_DEAD, /* unusable: closed, failed or out of sync */
+};
+
+/** What the machine writes; both calls queue bytes for the upstream. */
+struct cp_out {
+    /** One command line, without CRLF (the callee adds it). */
+    void (*command)(void *arg, const char *line, size_t len);
+    /** Message data, already dot-stuffed, final dot included. */
+    void (*data)(void *arg, const char *buf, size_t len);
+    void *arg;
+};
+
+struct client_proto {
+    enum cp_state st;
+    bool lmtp;
+    const char *helo_name; /* borrowed: outlives the machine */
+    struct cp_out out;
+    unsigned ext;
+    /* The reply being read. */
+    bool in_reply;
+    struct client_reply cur;
+    /* Data for the DATA step, sent after 354. */
+    char *data;
+    size_t data_len;
+    unsigned rcpts_ok;  /* accepted RCPTs in this transaction (LMTP) */
+    unsigned lmtp_left; /* LMTP replies still due after the final dot */
+    /* Why the machine died, for the log; peer text escaped. */
+    char why[400];
+};
+
+/** What a line (or a lost connection) means for the caller. */
+enum cp_event {
+    CP_MORE,   /* nothing for the user yet: read on */
+    CP_REPLY,  /* *r answers the step in flight (r->last: the step is over) */
+    CP_FAILED, /* the connection is unusable (p->why says why); *r is the
+                  local reply for whoever waits; close the connection */
+};
+
+/** Start a machine. @p helo_name is borrowed. */
+void cp_init(struct client_proto *p, bool lmtp, const char *helo_name, struct cp_out out);
+
+/** The TCP connection is up: wait for the greeting. */
+void cp_connected(struct client_proto *p);
+
+/**
+ * One reply line from the upstream, CRLF removed. @p output_drained: every
+ * byte written so far has been handed to the kernel (a reply to the final
+ * dot that comes before that is premature). @return the event; for
+ * CP_REPLY and CP_FAILED, *r is filled.
+ */
+enum cp_event cp_line(struct client_proto *p, const char *line, size_t len, bool output_drained,
+                      struct client_reply *r);
+
+/**
+ * The connection was lost (@p why: "timeout", "connection closed", ...) or
+ * must be dropped. Fills *r with the local reply for the step in flight:
+ * 451 4.4.1 before the upstream is ready, 421 4.4.2 later. The machine is
+ * then dead; p->why is @p why.
+ */
+void cp_lost(struct client_proto *p, const char *why, struct client_reply *r);
+
+/** Commands; each only when cp_ready(). The reply comes through cp_line(). */
+/** MAIL FROM:<@p reverse_path>@p params (params start with a space or are ""). */
+void cp_mail(struct client_proto *p, const char *reverse_path, const char *params);
+/** RCPT TO:<@p forward_path>. */
+void cp_rcpt(struct client_proto *p, const char *forward_path);
+/** DATA; after 354 @p data (CRLF line ends, dot-stuffed here) and the final
+ *  dot. Takes ownership of @p data (malloc'd). */
+void cp_data(struct client_proto *p, char *data, size_t len);
+/** RSET. */
+void cp_rset(struct client_proto *p);
+/** QUIT; the machine is then dead (the reply is not awaited). */
+void cp_quit(struct client_proto *p);
+
+bool cp_ready(const struct client_proto *p);
+/** Extensions advertised (enum client_ext bits); valid once ready. */
+unsigned cp_extensions(const struct client_proto *p);
+/** Free what the machine holds (not the struct itself). */
+void cp_free(struct client_proto *p);
+
+/** What the upstream is being waited for in state @p st, for log lines
+ *  ("MAIL", "the greeting"...). */
+const char *cp_step_name(enum cp_state st, bool lmtp);
+
+/** Fill @p r as a local reply. */
+void cp_local_reply(struct client_reply *r, int code, const char *enh, const char *text);
+
+#endif
