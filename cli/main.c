@@ -139,15 +139,16 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
     enum smtpd_err err;
     cs->proxy = smtpd_proxy_new(base, &pc, &err);
     if (!cs->proxy) {
+        /* The addresses and networks were checked with the options: what
+         * is left is the list of domains, or memory. */
+        if (err == SMTPD_ERR_NOMEM) {
+            fprintf(stderr, "smtpd: cannot start the relay: %s\n", smtpd_strerror(err));
+            return EX_OSERR;
+        }
         char msg[300];
-        snprintf(msg, sizeof(msg), "%s: %s",
-                 err == SMTPD_ERR_ADDRESS  ? "invalid host:port (remotehost:remoteport or "
-                                             "--mailman-lmtp)"
-                 : err == SMTPD_ERR_CONFIG ? "invalid --relay-networks or --mailman-domains"
-                                           : "cannot start the relay",
-                 err == SMTPD_ERR_CONFIG ? (o->relay_networks ? o->relay_networks : "")
-                                         : o->remote);
-        return err == SMTPD_ERR_NOMEM ? EX_OSERR : usage_error(msg);
+        snprintf(msg, sizeof(msg), "cannot start the relay: %s (remote '%s', --mailman-domains '%s')",
+                 smtpd_strerror(err), o->remote, o->mailman_domains ? o->mailman_domains : "");
+        return usage_error(msg);
     }
     smtpd_proxy_handler(&cs->h, cs->proxy);
     warn_relay_setup(o, mailman);
@@ -216,6 +217,7 @@ static int serve(const struct options *o)
     cfg.data_timeout = o->data_timeout;
     cfg.max_connections_per_ip = o->max_connections_per_ip;
     cfg.max_errors = o->max_errors;
+    cfg.max_recipients = o->max_recipients;
     cfg.min_data_rate = o->min_data_rate;
     cfg.bare_lf = (enum smtpd_bare_lf)o->bare_lf;
     cfg.reuse_port = o->workers > 1;
@@ -244,8 +246,8 @@ static int serve(const struct options *o)
     err = smtpd_server_listen(r.srv, o->local);
     if (err != SMTPD_OK) {
         int e = errno;
-        fprintf(stderr, "smtpd: cannot listen on %s: %s%s%s\n", o->local, smtpd_strerror(err),
-                err == SMTPD_ERR_BIND ? ": " : "", err == SMTPD_ERR_BIND ? strerror(e) : "");
+        fprintf(stderr, "smtpd: cannot listen on %s: %s\n", o->local,
+                err == SMTPD_ERR_BIND ? strerror(e) : smtpd_strerror(err));
         rc = err == SMTPD_ERR_ADDRESS                                         ? EX_USAGE
              : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
                                                                               : EX_UNAVAILABLE;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "smtpd.h"
 
 const char options_usage[] =
@@ -19,8 +20,8 @@ const char options_usage[] =
     "  -n, --nosetuid          do not drop root privileges to \"nobody\" after binding\n"
     "  -V, --version           print the version and exit\n"
     "  -c, --class NAME        PureProxy (the default), MailmanProxy,\n"
-    "                          DebuggingServer, Sink, SMTPServer, or the path of a\n"
-    "                          shared object that exports smtpd_plugin_init\n"
+    "                          DebuggingServer, Sink, or the path of a shared\n"
+    "                          object that exports smtpd_plugin_init\n"
     "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
     "                          limit (default 33554432)\n"
     "  -u, --smtputf8          enable SMTPUTF8 (RFC 6531)\n"
@@ -38,8 +39,9 @@ const char options_usage[] =
     "                          no limit)\n"
     "      --max-errors N      bad commands before 421 and close (default 10; 0: no\n"
     "                          limit)\n"
+    "      --max-recipients N  forward-paths per transaction, then 452 (default 1000)\n"
     "      --min-data-rate B   bytes/second a client must keep up in DATA after 10\n"
-    "                          seconds (default 0: none)\n"
+    "                          seconds (default 500; 0: none)\n"
     "      --bare-lf POLICY    bare CR/LF in message data: normalize (to CRLF, the\n"
     "                          default), reject (550 5.5.2) or accept\n"
     "      --relay-networks CIDR[,CIDR...]\n"
@@ -70,7 +72,8 @@ enum {
     OPT_BARE_LF,
     OPT_MAILMAN_LMTP,
     OPT_MAILMAN_DOMAINS,
-    OPT_WORKERS
+    OPT_WORKERS,
+    OPT_MAX_RCPT
 };
 
 static const struct option long_opts[] = {
@@ -95,6 +98,7 @@ static const struct option long_opts[] = {
     {"mailman-lmtp", required_argument, NULL, OPT_MAILMAN_LMTP},
     {"mailman-domains", required_argument, NULL, OPT_MAILMAN_DOMAINS},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"max-recipients", required_argument, NULL, OPT_MAX_RCPT},
     {NULL, 0, NULL, 0},
 };
 
@@ -120,13 +124,29 @@ static const char *option_name(int c)
     return "?";
 }
 
-/* "host:port" or "[v6]:port" with a port number, as smtpd's "remote spec";
- * @p any_host: ":port" (every address) is allowed too. */
-static bool valid_hostport(const char *hp, bool any_host)
+/* Check "host:port" or "[v6]:port", as smtpd's "remote spec"; @p any_host:
+ * ":port" (every address) is allowed too. NULL when it is fine, else why. */
+static const char *hostport_problem(const char *hp, bool any_host)
 {
     const char *colon = strrchr(hp, ':');
     unsigned long long port;
-    return colon && (any_host || colon != hp) && parse_num(colon + 1, 65535, &port);
+    if (!colon || (!any_host && colon == hp) || !parse_num(colon + 1, ULLONG_MAX, &port))
+        return "expected host:port";
+    if (port > 65535)
+        return "port out of range 0-65535";
+    return NULL;
+}
+
+/* A list of networks for option @p name: NULL when fine, else -1 and why. */
+static int check_networks(const char *name, const char *list, char *err, size_t errsz)
+{
+    struct cidr nets[64];
+    if (cidr_parse_list(list, nets, sizeof(nets) / sizeof(nets[0])) >= 0)
+        return 0;
+    snprintf(err, errsz,
+             "invalid --%s '%s' (comma-separated addr/prefix, IPv4 or IPv6; at most 64)", name,
+             list);
+    return -1;
 }
 
 int options_parse(struct options *o, int argc, char **argv, char *err, size_t errsz)
@@ -140,6 +160,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .relay_timeout = 60,
         .mailman_lmtp = "127.0.0.1:8024",
         .max_errors = 10,
+        .max_recipients = 1000,
+        .min_data_rate = 500,
         .workers = 1,
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .local = "localhost:8025",
@@ -183,9 +205,16 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             o->hostname = optarg;
             break;
         case OPT_RELAY_NETWORKS:
+            if (check_networks("relay-networks", optarg, err, errsz) != 0)
+                return -1;
             o->relay_networks = optarg;
             break;
         case OPT_MAILMAN_LMTP:
+            if (hostport_problem(optarg, false)) {
+                snprintf(err, errsz, "invalid --mailman-lmtp '%s' (%s)", optarg,
+                         hostport_problem(optarg, false));
+                return -1;
+            }
             o->mailman_lmtp = optarg;
             break;
         case OPT_MAILMAN_DOMAINS:
@@ -210,6 +239,13 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                 return -1;
             }
             o->workers = (unsigned)v;
+            break;
+        case OPT_MAX_RCPT:
+            if (!parse_num(optarg, UINT_MAX, &v) || v == 0) {
+                snprintf(err, errsz, "invalid --max-recipients '%s' (1 or more)", optarg);
+                return -1;
+            }
+            o->max_recipients = (unsigned)v;
             break;
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
@@ -256,12 +292,14 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         o->remote = argv[optind++];
     o->n_extra = argc - optind;
     o->extra = argv + optind;
-    if (!valid_hostport(o->local, true)) {
-        snprintf(err, errsz, "bad local address '%s' (expected host:port)", o->local);
+    const char *why = hostport_problem(o->local, true);
+    if (why) {
+        snprintf(err, errsz, "bad local address '%s' (%s)", o->local, why);
         return -1;
     }
-    if (!strchr(o->class_name, '/') && !valid_hostport(o->remote, false)) {
-        snprintf(err, errsz, "bad remote address '%s' (expected host:port)", o->remote);
+    why = strchr(o->class_name, '/') ? NULL : hostport_problem(o->remote, false);
+    if (why) {
+        snprintf(err, errsz, "bad remote address '%s' (%s)", o->remote, why);
         return -1;
     }
     return 0;

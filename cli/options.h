@@ -24,6 +24,7 @@ struct options {
     unsigned workers; /* processes serving the listeners */
     unsigned max_connections_per_ip;
     unsigned max_errors;
+    unsigned max_recipients;
     unsigned min_data_rate;      /* bytes per second in DATA, 0 = none */
     int bare_lf;                 /* enum smtpd_bare_lf */
     const char *relay_networks;  /* --relay-networks, NULL = loopback */

@@ -102,6 +102,11 @@ struct smtpd_config {
     /** Seconds a client may stay silent during DATA (RFC 5321 4.5.3.2.6).
      *  0: no timeout. Default 300. */
     unsigned data_timeout;
+    /** Seconds a handler may take to answer a callback it left pending
+     *  (SMTPD_PENDING); then the client gets "421 4.3.0", the session
+     *  closes and on_close() cancels the answer. 0: no limit. Default 600,
+     *  the longest a client waits for any reply (RFC 5321 4.5.3.2.6). */
+    unsigned answer_timeout;
     /** Simultaneous clients; the next one gets "421 4.3.2" and is closed.
      *  0: no limit. Default 1000. */
     unsigned max_connections;
@@ -115,8 +120,9 @@ struct smtpd_config {
      *  then "421 4.7.0" and close. 0: no limit. Default 10. */
     unsigned max_errors;
     /** Bytes per second a client must keep up during DATA, measured from
-     *  10 seconds after the 354; a slower one gets "421 4.4.2". 0: no
-     *  minimum (the default; data_timeout still applies). */
+     *  10 seconds after the 354; a slower one gets "421 4.4.2", so that
+     *  trickling clients cannot hold every slot. Default 500, as Postfix's
+     *  smtpd_min_data_rate; 0: no minimum (data_timeout still applies). */
     unsigned min_data_rate;
     /** Bare CR / LF in message data. Default SMTPD_BARE_LF_NORMALIZE. */
     enum smtpd_bare_lf bare_lf;
@@ -309,8 +315,15 @@ SMTPD_API void smtpd_server_free(struct smtpd_server *srv);
 
 /** DebuggingServer: prints each message to @p out (a FILE *, e.g. stdout)
  *  between "---------- MESSAGE FOLLOWS ----------" and
- *  "------------ END MESSAGE ------------", with X-Peer inserted, and flushes.
- *  @p out must outlive the server. */
+ *  "------------ END MESSAGE ------------", with the envelope inserted at
+ *  the end of the header section as X-Peer (the client's address),
+ *  X-MailFrom (the reverse-path, "<>" for the null path) and X-RcptTo (every
+ *  forward-path, comma-separated), and flushes. Line ends are written as
+ *  "\n". When @p out is a terminal, control characters other than TAB (C0,
+ *  DEL, C1) and bytes that are not UTF-8 are written as \xNN, so a message
+ *  cannot drive the terminal; to a file or pipe the bytes are kept. A write
+ *  or flush that fails gives the client 451 4.3.0 and an error log line,
+ *  never 250. @p out must outlive the server. */
 SMTPD_API void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
 
 /** Sink: accepts every message and discards it. */

@@ -20,6 +20,9 @@
 #define SIZE_PARAM_EXTRA 26
 #define SMTPUTF8_PARAM_EXTRA 10
 
+/* Room for a reply line escaped, with where it came from, in a log line. */
+#define LOG_REPLY_MAX 400
+
 enum chan_state {
     ST_COMMAND, /* reading command lines */
     ST_DATA,    /* reading message data after 354 */
@@ -38,6 +41,10 @@ struct txn {
     size_t n_forward_paths, cap_forward_paths;
     struct data_engine de;
     struct data_buf data;
+    /* Refused forward-paths, and the last refusal as it goes to the log
+     * (malloc'd: refusals are rare, sessions many). */
+    unsigned n_refused;
+    char *refusal;
 };
 
 struct smtpd_session {
@@ -55,8 +62,12 @@ struct smtpd_session {
     bool draining;    /* server shutdown: close when idle */
     bool in_feed;     /* inside channel_feed(): completions need no resume */
     bool in_callback; /* inside a handler callback: answers are applied on return */
+    bool seen_command; /* a first command line came (see http_request) */
     unsigned long n_messages;
-    unsigned errors; /* replies to bad commands, for max_errors */
+    unsigned errors;        /* replies to bad commands, for max_errors */
+    const char *end_reason; /* why the session closes, for the transaction log */
+    /* Who gave the handler's answer (channel_reply_origin), for the log. */
+    const char *origin;
 
     struct line_reader lr;
     struct txn txn;
@@ -114,7 +125,7 @@ static void vlog_session(const struct smtpd_session *s, enum smtpd_log_level lev
     const struct smtpd_config *cfg = &s->params->cfg;
     if (!cfg->log || level > cfg->log_level)
         return;
-    char line[1024];
+    char line[1536];
     int n = snprintf(line, sizeof(line), "[%lu] ", s->id);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     cfg->log(cfg->log_arg, level, line);
@@ -168,12 +179,21 @@ static void send_raw(struct smtpd_session *s, const char *buf, size_t len)
 
 /* Enhanced status codes go only to clients that used EHLO (RFC 2034 3).
  * Replies to bad commands count toward the error budget. */
-static void reply(struct smtpd_session *s, int code, const char *enh, const char *text)
+static size_t reply_into(struct smtpd_session *s, char *buf, int code, const char *enh,
+                         const char *text)
 {
     if ((code >= 500 && code <= 503) || code == 555)
         s->errors++;
+    size_t n = reply_format(buf, code, false, s->extended ? enh : NULL, text);
+    send_raw(s, buf, n);
+    return n;
+}
+
+/* Send a reply (the text is copied into the line). */
+static void reply(struct smtpd_session *s, int code, const char *enh, const char *text)
+{
     char buf[REPLY_LINE_MAX];
-    send_raw(s, buf, reply_format(buf, code, false, s->extended ? enh : NULL, text));
+    reply_into(s, buf, code, enh, text);
 }
 
 static void close_session(struct smtpd_session *s)
@@ -193,10 +213,20 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
-static void txn_clear(struct smtpd_session *s)
+static void log_ended(struct smtpd_session *s, const char *why);
+static void log_mail_refused(struct smtpd_session *s, const char *line, size_t n);
+static void note_rcpt_refused(struct smtpd_session *s, const char *fp, size_t fplen,
+                              const char *line, size_t n);
+
+/* End the transaction; @p ended_by (the command, "timeout"...) gets it a
+ * log line, NULL when its end was logged already. */
+static void txn_clear(struct smtpd_session *s, const char *ended_by)
 {
     struct txn *t = &s->txn;
     bool had = t->reverse_path != NULL;
+    if (had && ended_by)
+        log_ended(s, ended_by);
+    free(t->refusal);
     free(t->reverse_path);
     free_strv(t->mail_options, t->n_mail_options);
     free_strv(t->forward_paths, t->n_forward_paths);
@@ -310,6 +340,7 @@ static void begin_step(struct smtpd_session *s, enum pending_step step)
     s->step = step;
     s->answered = false;
     s->in_callback = true;
+    s->origin = NULL;
 }
 
 /* The handler returned: finish the step now unless the answer is to come. */
@@ -348,7 +379,7 @@ static void set_greeting(struct smtpd_session *s, const char *arg, size_t len, b
         return;
     }
     /* RFC 5321 4.1.4: a new HELO/EHLO resets the transaction, like RSET. */
-    txn_clear(s);
+    txn_clear(s, extended ? "EHLO" : "HELO");
     free(s->helo);
     s->helo = h;
     s->extended = extended;
@@ -457,7 +488,10 @@ static bool mail_params(struct smtpd_session *s, const char *p, size_t len)
         return false;
     }
     if (too_big) {
-        reply(s, 552, "5.3.4", "Error: message size exceeds fixed maximum message size");
+        char buf[REPLY_LINE_MAX];
+        size_t n = reply_into(s, buf, 552, "5.3.4",
+                              "Error: message size exceeds fixed maximum message size");
+        log_mail_refused(s, buf, n);
         return false;
     }
     if (unknown) {
@@ -505,14 +539,13 @@ static void cmd_mail(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 503, "5.5.1", "Error: nested MAIL command");
         return;
     }
-    if (!mail_params(s, pa.params, pa.params_len)) {
-        txn_clear(s);
-        return;
-    }
     s->txn.reverse_path = dup_slice(pa.addr, pa.addr_len);
     if (!s->txn.reverse_path) {
-        txn_clear(s);
         reply_nomem(s);
+        return;
+    }
+    if (!mail_params(s, pa.params, pa.params_len)) {
+        txn_clear(s, NULL);
         return;
     }
     const struct smtpd_handler *h = &s->params->handler;
@@ -556,7 +589,9 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
         return;
     }
     if (s->txn.n_forward_paths >= s->params->cfg.max_recipients) {
-        reply(s, 452, "4.5.3", "Error: too many recipients");
+        char buf[REPLY_LINE_MAX];
+        size_t n = reply_into(s, buf, 452, "4.5.3", "Error: too many recipients");
+        note_rcpt_refused(s, pa.addr, pa.addr_len, buf, n);
         return;
     }
     s->candidate = dup_slice(pa.addr, pa.addr_len);
@@ -603,7 +638,7 @@ static void cmd_rset(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 501, "5.5.4", "Syntax: RSET");
         return;
     }
-    txn_clear(s);
+    txn_clear(s, "RSET");
     reply(s, 250, "2.0.0", "OK");
 }
 
@@ -620,6 +655,7 @@ static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len)
     (void)arg;
     (void)len;
     reply(s, 221, "2.0.0", "Bye");
+    s->end_reason = "QUIT";
     close_session(s);
 }
 
@@ -669,22 +705,102 @@ static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
 
 /* ---- step completion ---- */
 
-static void log_transaction(struct smtpd_session *s, size_t size, int code)
+/* ---- the transaction's log line ---- */
+
+/* "from=<..> to=<..>" of the transaction, escaped; a list of forward-paths
+ * too long for the line ends in "... (N more)". */
+static void format_envelope(const struct smtpd_session *s, char *out, size_t outsz)
 {
-    const struct smtpd_config *cfg = &s->params->cfg;
-    if (!cfg->log || cfg->log_level < SMTPD_LOG_INFO)
-        return;
-    char from[300], to[600];
-    smtpd_escape(from, sizeof(from), s->txn.reverse_path, strlen(s->txn.reverse_path));
-    size_t o = 0;
-    for (size_t i = 0; i < s->txn.n_forward_paths && o + 4 < sizeof(to); i++) {
-        const char *fp = s->txn.forward_paths[i];
-        o += smtpd_escape(to + o, sizeof(to) - o, i ? "," : "", i ? 1 : 0);
-        o += smtpd_escape(to + o, sizeof(to) - o, fp, strlen(fp));
+    const struct txn *t = &s->txn;
+    char from[256];
+    smtpd_escape(from, sizeof(from), t->reverse_path, strlen(t->reverse_path));
+    size_t o = (size_t)snprintf(out, outsz, "from=<%s> to=<", from);
+    size_t i = 0;
+    for (; i < t->n_forward_paths; i++) {
+        char fp[256];
+        size_t n = smtpd_escape(fp, sizeof(fp), t->forward_paths[i], strlen(t->forward_paths[i]));
+        /* Room for this one, and after it ">" or ",... (N more)>". */
+        if (o + 1 + n + 24 > outsz)
+            break;
+        if (i)
+            out[o++] = ',';
+        memcpy(out + o, fp, n);
+        o += n;
     }
-    to[o] = '\0';
-    smtpd_session_log(s, SMTPD_LOG_INFO, "message from=<%s> to=<%s> size=%zu reply=%d", from, to,
-                      size, code);
+    if (i < t->n_forward_paths)
+        o += (size_t)snprintf(out + o, outsz - o, "%s... (%zu more)", i ? "," : "",
+                              t->n_forward_paths - i);
+    snprintf(out + o, outsz - o, ">");
+}
+
+/* The first line of reply @p line (@p n bytes), escaped, and who gave it. */
+static void format_reply(const struct smtpd_session *s, const char *line, size_t n, char *out,
+                         size_t outsz)
+{
+    const char *eol = memchr(line, '\r', n);
+    size_t o = smtpd_escape(out, outsz - 100, line, eol ? (size_t)(eol - line) : n);
+    if (s->origin)
+        snprintf(out + o, outsz - o, " (%s)", s->origin);
+}
+
+static bool log_info_on(const struct smtpd_session *s)
+{
+    return s->params->cfg.log && s->params->cfg.log_level >= SMTPD_LOG_INFO;
+}
+
+/* The end of data was answered with @p line. */
+static void log_message(struct smtpd_session *s, size_t size, const char *line, size_t n)
+{
+    if (!log_info_on(s))
+        return;
+    char env[700], rep[LOG_REPLY_MAX];
+    format_envelope(s, env, sizeof(env));
+    format_reply(s, line, n, rep, sizeof(rep));
+    smtpd_session_log(s, SMTPD_LOG_INFO, "message %s size=%zu reply=%s", env, size, rep);
+}
+
+static void log_mail_refused(struct smtpd_session *s, const char *line, size_t n)
+{
+    if (!log_info_on(s))
+        return;
+    char env[700], rep[LOG_REPLY_MAX];
+    format_envelope(s, env, sizeof(env));
+    format_reply(s, line, n, rep, sizeof(rep));
+    smtpd_session_log(s, SMTPD_LOG_INFO, "transaction %s refused at MAIL: reply=%s", env, rep);
+}
+
+/* A forward-path was refused: counted, and the last one kept for the line
+ * that ends the transaction. */
+static void note_rcpt_refused(struct smtpd_session *s, const char *fp, size_t fplen,
+                              const char *line, size_t n)
+{
+    struct txn *t = &s->txn;
+    t->n_refused++;
+    if (!log_info_on(s))
+        return;
+    char path[256], rep[LOG_REPLY_MAX], all[sizeof(path) + sizeof(rep) + 16];
+    smtpd_escape(path, sizeof(path), fp, fplen);
+    format_reply(s, line, n, rep, sizeof(rep));
+    snprintf(all, sizeof(all), "<%s> reply=%s", path, rep);
+    free(t->refusal);
+    t->refusal = strdup(all);
+}
+
+/* The transaction ended without a message: why, and what was refused. */
+static void log_ended(struct smtpd_session *s, const char *why)
+{
+    const struct txn *t = &s->txn;
+    if (!log_info_on(s))
+        return;
+    char env[700];
+    format_envelope(s, env, sizeof(env));
+    const char *where = s->state == ST_DATA ? "in DATA" : "before DATA";
+    if (t->n_refused && t->refusal)
+        smtpd_session_log(s, SMTPD_LOG_INFO,
+                          "transaction %s ended by %s %s; %u recipient%s refused, last %s", env,
+                          why, where, t->n_refused, t->n_refused == 1 ? "" : "s", t->refusal);
+    else
+        smtpd_session_log(s, SMTPD_LOG_INFO, "transaction %s ended by %s %s", env, why, where);
 }
 
 static void finish_step(struct smtpd_session *s)
@@ -705,10 +821,12 @@ static void finish_step(struct smtpd_session *s)
             close_session(s);
         break;
     case STEP_MAIL:
-        if (!answered)
+        if (!answered) {
             reply(s, 250, "2.1.0", "OK");
-        else if (code >= 300)
-            txn_clear(s);
+        } else if (code >= 300) {
+            log_mail_refused(s, s->answer, s->answer_len);
+            txn_clear(s, NULL);
+        }
         break;
     case STEP_RCPT:
         if (code < 300) {
@@ -721,24 +839,35 @@ static void finish_step(struct smtpd_session *s)
             s->candidate = NULL;
             if (!answered)
                 reply(s, 250, "2.1.5", "OK");
+        } else {
+            note_rcpt_refused(s, s->candidate, strlen(s->candidate), s->answer, s->answer_len);
         }
         free(s->candidate);
         s->candidate = NULL;
         break;
-    case STEP_DATA:
-        if (!answered)
-            reply(s, 250, "2.0.0", "OK");
-        log_transaction(s, s->txn.data.len, code);
+    case STEP_DATA: {
+        char buf[REPLY_LINE_MAX];
+        const char *line = s->answer;
+        size_t n = s->answer_len;
+        if (!answered) {
+            n = reply_into(s, buf, 250, "2.0.0", "OK");
+            line = buf;
+        }
+        log_message(s, s->txn.data.len, line, n);
         if (code < 300)
             s->n_messages++;
-        txn_clear(s);
+        txn_clear(s, NULL);
         break;
+    }
     case STEP_NONE:
         break;
     }
+    s->origin = NULL; /* it named who gave this answer only */
     /* RFC 5321 3.8: a 421 closes the session, whoever sent it. */
-    if (answered && code == 421 && s->state != ST_CLOSED)
+    if (answered && code == 421 && s->state != ST_CLOSED) {
+        s->end_reason = "a 421 reply";
         close_session(s);
+    }
     if (s->draining && s->state != ST_CLOSED && idle(s))
         shutdown_now(s);
 }
@@ -749,22 +878,19 @@ static void end_of_data(struct smtpd_session *s)
     const struct smtpd_config *cfg = &s->params->cfg;
     struct txn *t = &s->txn;
     s->state = ST_COMMAND;
+    char buf[REPLY_LINE_MAX];
+    size_t n = 0, size = t->data.len;
     if (data_too_much(&t->de)) {
-        log_transaction(s, data_size(&t->de), 552);
-        reply(s, 552, "5.3.4", "Error: Too much mail data");
-        txn_clear(s);
-        return;
+        size = data_size(&t->de);
+        n = reply_into(s, buf, 552, "5.3.4", "Error: Too much mail data");
+    } else if (cfg->bare_lf == SMTPD_BARE_LF_REJECT && data_bare_seen(&t->de)) {
+        n = reply_into(s, buf, 550, "5.5.2", "Error: bare <CR> or <LF> in message data");
+    } else if (cfg->decode_data && !utf8_valid(t->data.p, t->data.len)) {
+        n = reply_into(s, buf, 554, "5.6.0", "Error: message data is not valid UTF-8");
     }
-    if (cfg->bare_lf == SMTPD_BARE_LF_REJECT && data_bare_seen(&t->de)) {
-        log_transaction(s, t->data.len, 550);
-        reply(s, 550, "5.5.2", "Error: bare <CR> or <LF> in message data");
-        txn_clear(s);
-        return;
-    }
-    if (cfg->decode_data && !utf8_valid(t->data.p, t->data.len)) {
-        log_transaction(s, t->data.len, 554);
-        reply(s, 554, "5.6.0", "Error: message data is not valid UTF-8");
-        txn_clear(s);
+    if (n > 0) {
+        log_message(s, size, buf, n);
+        txn_clear(s, NULL);
         return;
     }
     s->msg = (struct smtpd_message){
@@ -795,6 +921,18 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
     if (len == 0) {
         reply(s, 500, "5.5.2", "Error: bad syntax");
         return;
+    }
+    if (!s->seen_command) {
+        s->seen_command = true;
+        /* A browser (or a page's form) sent to an SMTP port: its headers
+         * and body must never be run as commands (Postfix's
+         * smtpd_forbidden_commands). Nothing more of this session is read. */
+        if (cmd_is_http_request(line, len)) {
+            smtpd_session_log(s, SMTPD_LOG_INFO, "HTTP request from %s: closing", s->peer_addr);
+            s->end_reason = "an HTTP request";
+            close_session(s);
+            return;
+        }
     }
     if (!utf8_valid(line, len)) {
         reply(s, 500, "5.5.2", "Error: command line is not valid UTF-8");
@@ -840,6 +978,7 @@ static size_t line_limit(const struct smtpd_session *s)
 
 static void shutdown_now(struct smtpd_session *s)
 {
+    s->end_reason = "shutdown";
     reply(s, 421, "4.3.2", "Service shutting down, try again later");
     close_session(s);
 }
@@ -859,7 +998,7 @@ static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size
     if (r == DATA_NOMEM) {
         s->state = ST_COMMAND;
         reply_nomem(s);
-        txn_clear(s);
+        txn_clear(s, "a local error");
         close_session(s);
     } else if (r == DATA_END) {
         end_of_data(s);
@@ -881,6 +1020,7 @@ static void feed_command(struct smtpd_session *s, const char *buf, size_t len, s
     unsigned max_errors = s->params->cfg.max_errors;
     if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
         smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
+        s->end_reason = "too many errors";
         reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
         close_session(s);
     }
@@ -939,6 +1079,7 @@ void channel_too_slow(struct smtpd_session *s)
     if (s->state == ST_CLOSED)
         return;
     smtpd_session_log(s, SMTPD_LOG_INFO, "data too slow from %s", s->peer_addr);
+    s->end_reason = "a data rate too low";
     reply(s, 421, "4.4.2", "Error: data rate too low, closing connection");
     close_session(s);
 }
@@ -957,8 +1098,31 @@ void channel_timeout(struct smtpd_session *s)
     if (s->state == ST_CLOSED)
         return;
     smtpd_session_log(s, SMTPD_LOG_INFO, "timeout from %s", s->peer_addr);
+    s->end_reason = "a timeout";
     reply(s, 421, "4.4.2", "Error: timeout exceeded");
     close_session(s);
+}
+
+void channel_answer_timeout(struct smtpd_session *s)
+{
+    static const char *const names[] = {
+        [STEP_NONE] = "", [STEP_CONNECT] = "the connection", [STEP_MAIL] = "MAIL",
+        [STEP_RCPT] = "RCPT", [STEP_DATA] = "the message"};
+    if (s->state == ST_CLOSED || s->step == STEP_NONE || s->answered)
+        return;
+    smtpd_session_log(s, SMTPD_LOG_WARNING, "the handler gave no answer to %s within %u s",
+                      names[s->step], s->params->cfg.answer_timeout);
+    /* The step is over: a late smtpd_reply() finds nothing to answer, and
+     * on_close() tells the handler (RFC 5321 3.8: closing takes a 421). */
+    s->step = STEP_NONE;
+    s->end_reason = "a handler timeout";
+    reply(s, 421, "4.3.0", "Error: timeout while processing, try again later");
+    close_session(s);
+}
+
+void channel_reply_origin(struct smtpd_session *s, const char *origin)
+{
+    s->origin = origin;
 }
 
 void channel_shutdown(struct smtpd_session *s, bool now)
@@ -972,8 +1136,10 @@ void channel_shutdown(struct smtpd_session *s, bool now)
 
 void channel_lost(struct smtpd_session *s, const char *why)
 {
-    if (s->state != ST_CLOSED)
+    if (s->state != ST_CLOSED) {
         smtpd_session_log(s, SMTPD_LOG_INFO, "lost connection from %s (%s)", s->peer_addr, why);
+        s->end_reason = "a lost connection";
+    }
     s->state = ST_CLOSED;
 }
 
@@ -985,9 +1151,12 @@ void channel_free(struct smtpd_session *s)
     smtpd_session_log(s, SMTPD_LOG_INFO, "disconnect from %s messages=%lu", s->peer_addr,
                       s->n_messages);
     s->step = STEP_NONE;
+    if (s->txn.reverse_path)
+        log_ended(s, s->end_reason ? s->end_reason : "a disconnect");
     /* The handler hears of the end first, while the session is still whole. */
     if (h->on_close)
         h->on_close(h->arg, s);
+    free(s->txn.refusal);
     free(s->txn.reverse_path);
     free_strv(s->txn.mail_options, s->txn.n_mail_options);
     free_strv(s->txn.forward_paths, s->txn.n_forward_paths);

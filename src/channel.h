@@ -41,7 +41,7 @@ struct chan_params {
 enum chan_phase {
     PHASE_COMMAND, /* waiting for a command line: command_timeout */
     PHASE_DATA,    /* receiving data: data_timeout */
-    PHASE_WAIT,    /* waiting for a handler: no client timeout */
+    PHASE_WAIT,    /* waiting for a handler: answer_timeout */
     PHASE_CLOSED,  /* closing: read nothing more */
 };
 
@@ -71,6 +71,15 @@ void channel_too_slow(struct smtpd_session *s);
 
 /** The client was silent too long: 421 4.4.2 and close. */
 void channel_timeout(struct smtpd_session *s);
+
+/** A handler left its answer pending longer than answer_timeout: 421
+ *  4.3.0 and close; the late answer is refused (SMTPD_ERR_STATE). */
+void channel_answer_timeout(struct smtpd_session *s);
+
+/** Name who gave the answer a handler gives now (for relays, the
+ *  upstream, "upstream 127.0.0.1:25"), for the transaction's log line.
+ *  @p origin is borrowed and must outlive the session. */
+void channel_reply_origin(struct smtpd_session *s, const char *origin);
 
 /** Server shutdown: 421 4.3.2 now if idle, else once the transaction in
  *  progress ends. @p now: close at once with 421 whatever the state. */

@@ -70,20 +70,16 @@ static bool is_atext(unsigned char c)
     return is_alnum(c) || c >= 0x80 || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
 }
 
-/* Dot-string (RFC 5321 4.1.2): atoms separated by single dots. */
+/* Dot-string (RFC 5321 4.1.2), leniently: atext and dots in any order.
+ * Carriers issued addresses with leading, trailing and doubled dots
+ * ("user..name@docomo.ne.jp", "taro.@ezweb.ne.jp"), and Python's smtpd and
+ * Postfix take them, so refusing them would only lose mail. */
 static const char *scan_dot_string(const char *p, const char *end)
 {
-    for (;;) {
-        const char *start = p;
-        while (p < end && is_atext((unsigned char)*p))
-            p++;
-        if (p == start)
-            return NULL;
-        if (p < end && *p == '.')
-            p++;
-        else
-            return p;
-    }
+    const char *start = p;
+    while (p < end && (is_atext((unsigned char)*p) || *p == '.'))
+        p++;
+    return p == start ? NULL : p;
 }
 
 /* Quoted-string: qtextSMTP or quoted-pairSMTP inside DQUOTEs. */
@@ -214,6 +210,25 @@ bool cmd_parse_path(const char *arg, size_t len, const char *keyword, struct pat
     out->params = q;
     out->params_len = (size_t)(end - q);
     return true;
+}
+
+bool cmd_is_http_request(const char *line, size_t len)
+{
+    static const char *const methods[] = {"GET",    "HEAD",  "POST",  "PUT",  "DELETE",
+                                          "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    const char *sp = memchr(line, ' ', len);
+    if (!sp)
+        return false;
+    size_t mlen = (size_t)(sp - line);
+    bool method = false;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        method |= strlen(methods[i]) == mlen && memcmp(line, methods[i], mlen) == 0;
+    /* "METHOD SP request-target SP HTTP/1.x" (RFC 9112 3) */
+    const char *target = sp + 1, *end = line + len;
+    const char *sp2 = memchr(target, ' ', (size_t)(end - target));
+    static const char version[] = "HTTP/1.";
+    return method && sp2 && sp2 > target && (size_t)(end - sp2) == sizeof(version) + 1 &&
+           memcmp(sp2 + 1, version, sizeof(version) - 1) == 0 && end[-1] >= '0' && end[-1] <= '9';
 }
 
 enum param_result cmd_next_param(const char **pp, const char *end, struct esmtp_param *out)

@@ -57,6 +57,10 @@ bool cmd_parse_path(const char *arg, size_t len, const char *keyword, struct pat
 /** Whether @p s is a valid mailbox (local-part [@ domain]) as a whole. */
 bool cmd_valid_mailbox(const char *s, size_t len);
 
+/** Whether @p line is an HTTP request line ("GET / HTTP/1.1"; the methods
+ *  of RFC 9110 and PATCH): a browser or proxy steered to an SMTP port. */
+bool cmd_is_http_request(const char *line, size_t len);
+
 /** One ESMTP parameter (RFC 5321 4.1.2 esmtp-param). */
 struct esmtp_param {
     const char *key;

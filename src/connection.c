@@ -41,6 +41,7 @@ struct conn {
     struct timespec line_start; /* when the command line being sent began */
     bool line_started;
     struct evbuffer *out; /* replies not yet written (see flush_out) */
+    struct event *answer_ev; /* PHASE_WAIT: the handler's answer_timeout */
 };
 
 static void tr_write(void *io, const char *buf, size_t len)
@@ -111,6 +112,13 @@ static void update_timeouts(struct conn *c, const struct smtpd_config *cfg)
                  : phase == PHASE_DATA  ? cfg->data_timeout
                                         : 0;
     bufferevent_set_timeouts(c->bev, secs(&rtv, r), secs(&wtv, cfg->command_timeout));
+    /* The client's read timeout does not cover a handler that never
+     * answers (reading may be suspended meanwhile): a timer of its own. */
+    struct timeval atv;
+    if (phase == PHASE_WAIT && secs(&atv, cfg->answer_timeout))
+        evtimer_add(c->answer_ev, &atv);
+    else
+        evtimer_del(c->answer_ev);
 }
 
 static double seconds_since(const struct timespec *t)
@@ -225,6 +233,14 @@ static void conn_read(struct bufferevent *bev, void *arg)
     pause_if_unsent(c);
 }
 
+static void answer_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    channel_answer_timeout(c->chan);
+}
+
 static void conn_write(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -298,8 +314,11 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
         return NULL;
     }
     c->out = evbuffer_new();
-    c->chan = c->out ? channel_new(params, &transport, c, addr, port, id) : NULL;
+    c->answer_ev = evtimer_new(base, answer_timeout, c);
+    c->chan = c->out && c->answer_ev ? channel_new(params, &transport, c, addr, port, id) : NULL;
     if (!c->chan) {
+        if (c->answer_ev)
+            event_free(c->answer_ev);
         if (c->out)
             evbuffer_free(c->out);
         bufferevent_free(c->bev);
@@ -359,6 +378,7 @@ void conn_free(struct conn *c)
             c->next->prev = c->prev;
     }
     channel_free(c->chan);
+    event_free(c->answer_ev);
     bufferevent_free(c->bev);
     evbuffer_free(c->out);
     struct smtpd_server *srv = c->srv;

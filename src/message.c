@@ -1,4 +1,5 @@
-/* Message data helpers shared by the handlers; see smtpd.h. */
+/* Message data helpers shared by the handlers; see message.h and smtpd.h. */
+#include "message.h"
 #include "smtpd.h"
 
 #include <stdio.h>
@@ -20,13 +21,13 @@ static size_t end_of_headers(const char *data, size_t len)
     return len;
 }
 
-char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len)
+char *message_insert_fields(const char *data, size_t len, const char *fields, size_t flen,
+                            size_t *out_len)
 {
     size_t at = end_of_headers(data, len);
-    /* Data that does not end in a line end gets one before X-Peer. */
+    /* Data that does not end in a line end gets one before the fields. */
     bool need_eol = at == len && len > 0 && data[len - 1] != '\n';
-    size_t ll = strlen("X-Peer: \r\n") + strlen(peer_addr);
-    char *out = malloc(len + ll + 3);
+    char *out = malloc(len + flen + 3);
     if (!out)
         return NULL;
     size_t o = 0;
@@ -36,9 +37,22 @@ char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, s
         memcpy(out + o, "\r\n", 2);
         o += 2;
     }
-    o += (size_t)sprintf(out + o, "X-Peer: %s\r\n", peer_addr);
+    memcpy(out + o, fields, flen);
+    o += flen;
     memcpy(out + o, data + at, len - at);
     o += len - at;
     *out_len = o;
+    return out;
+}
+
+char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr, size_t *out_len)
+{
+    size_t flen = strlen("X-Peer: \r\n") + strlen(peer_addr);
+    char *field = malloc(flen + 1);
+    if (!field)
+        return NULL;
+    snprintf(field, flen + 1, "X-Peer: %s\r\n", peer_addr);
+    char *out = message_insert_fields(data, len, field, flen, out_len);
+    free(field);
     return out;
 }

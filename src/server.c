@@ -81,9 +81,11 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->data_size_limit = 33554432;
     cfg->command_timeout = 300;
     cfg->data_timeout = 300;
+    cfg->answer_timeout = 600;
     cfg->max_connections = 1000;
     cfg->max_recipients = 1000;
     cfg->max_errors = 10;
+    cfg->min_data_rate = 500;
     cfg->log_level = SMTPD_LOG_INFO;
 }
 

@@ -1,58 +1,143 @@
 /*
  * DebuggingServer: print every message to a stream, as smtpd's
  * DebuggingServer did, but as readable text (line ends as the terminal's
- * "\n") instead of Python byte reprs, and flushed after each message.
+ * "\n") instead of Python byte reprs, with the envelope shown as aiosmtpd's
+ * Message handler does (X-MailFrom, X-RcptTo next to X-Peer), flushed after
+ * each message. A message is 250 only once all of it was written: a failed
+ * or short write (a closed pipe, a full disk) gives 451.
  */
+#include "message.h"
+#include "reply.h"
 #include "smtpd.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-static void print_options(FILE *out, const char *what, const char *const *opts, size_t n)
+/* The envelope as header fields: X-Peer (smtpd's), X-MailFrom and X-RcptTo
+ * (every forward-path, so Bcc recipients show). */
+static void print_envelope(FILE *f, const struct smtpd_message *m)
+{
+    fprintf(f, "X-Peer: %s\r\nX-MailFrom: %s\r\nX-RcptTo: ", m->peer_addr,
+            m->reverse_path[0] ? m->reverse_path : "<>");
+    for (size_t i = 0; i < m->n_forward_paths; i++)
+        fprintf(f, "%s%s", i ? ", " : "", m->forward_paths[i]);
+    fputs("\r\n", f);
+}
+
+static void print_options(FILE *f, const char *what, const char *const *opts, size_t n)
 {
     if (n == 0)
         return;
-    fprintf(out, "%s options:", what);
+    fprintf(f, "%s options:", what);
     for (size_t i = 0; i < n; i++)
-        fprintf(out, " %s", opts[i]);
-    fputc('\n', out);
+        fprintf(f, " %s", opts[i]);
+    fputc('\n', f);
 }
 
-/* Write data with CRLF turned into LF; every other byte as it is. */
-static void print_data(FILE *out, const char *p, size_t n)
+/* One byte or UTF-8 sequence for a terminal: a control character (C0 but
+ * TAB, DEL, C1 as a raw byte or as UTF-8) or a byte that is not UTF-8
+ * could drive the terminal, so it is written as \xNN. */
+static size_t put_for_terminal(FILE *f, const unsigned char *p, size_t n)
+{
+    size_t seq = utf8_seq_len(p, n);
+    bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+    if (seq > 1 && !c1) {
+        fwrite(p, 1, seq, f);
+        return seq;
+    }
+    if (p[0] == '\t' || (p[0] >= 0x20 && p[0] < 0x7f))
+        fputc(p[0], f);
+    else
+        fprintf(f, "\\x%02x", p[0]);
+    return 1;
+}
+
+/* Data with CRLF written as "\n"; every other byte as it is, or escaped
+ * for a terminal. */
+static void print_data(FILE *f, const char *p, size_t n, bool terminal)
 {
     while (n > 0) {
         const char *lf = memchr(p, '\n', n);
         size_t len = lf ? (size_t)(lf - p) + 1 : n;
-        if (lf && len >= 2 && lf[-1] == '\r') {
-            fwrite(p, 1, len - 2, out);
-            fputc('\n', out);
+        size_t text = len;
+        if (lf)
+            text -= len >= 2 && lf[-1] == '\r' ? 2 : 1;
+        if (terminal) {
+            for (size_t i = 0; i < text;)
+                i += put_for_terminal(f, (const unsigned char *)p + i, text - i);
         } else {
-            fwrite(p, 1, len, out);
+            fwrite(p, 1, text, f);
         }
+        if (lf)
+            fputc('\n', f);
         p += len;
         n -= len;
     }
+}
+
+/* The whole output for one message, in memory: it goes out in one write
+ * whose result says whether the message was printed. */
+static char *render(const struct smtpd_message *m, bool terminal, size_t *len)
+{
+    char *fields = NULL, *out = NULL;
+    size_t flen = 0;
+    FILE *f = open_memstream(&fields, &flen);
+    if (!f)
+        return NULL;
+    print_envelope(f, m);
+    if (fclose(f) != 0) {
+        free(fields);
+        return NULL;
+    }
+    size_t dlen;
+    char *data = message_insert_fields(m->data, m->data_len, fields, flen, &dlen);
+    free(fields);
+    if (!data)
+        return NULL;
+    f = open_memstream(&out, len);
+    if (f) {
+        fputs("---------- MESSAGE FOLLOWS ----------\n", f);
+        print_options(f, "mail", m->mail_options, m->n_mail_options);
+        print_options(f, "rcpt", m->rcpt_options, m->n_rcpt_options);
+        print_data(f, data, dlen, terminal);
+        fputs("------------ END MESSAGE ------------\n", f);
+        if (fclose(f) != 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    free(data);
+    return out;
 }
 
 static enum smtpd_verdict debugging_message(void *arg, struct smtpd_session *s,
                                             const struct smtpd_message *m)
 {
     FILE *out = arg;
+    int fd = fileno(out);
     size_t len;
-    char *data = smtpd_insert_x_peer(m->data, m->data_len, m->peer_addr, &len);
-    if (!data) {
-        smtpd_reply(s, 451, "4.3.0", "Error: local error in processing");
+    char *text = render(m, fd >= 0 && isatty(fd), &len);
+    if (!text) {
+        smtpd_reply(s, 451, "4.3.0", "Error: local error in processing, try again later");
         return SMTPD_DONE;
     }
-    fputs("---------- MESSAGE FOLLOWS ----------\n", out);
-    print_options(out, "mail", m->mail_options, m->n_mail_options);
-    print_options(out, "rcpt", m->rcpt_options, m->n_rcpt_options);
-    print_data(out, data, len);
-    fputs("------------ END MESSAGE ------------\n", out);
-    fflush(out);
-    free(data);
+    errno = 0;
+    bool ok = fwrite(text, 1, len, out) == len;
+    ok = fflush(out) == 0 && ok;
+    free(text);
+    if (!ok) {
+        smtpd_session_log(s, SMTPD_LOG_ERROR, "cannot print the message: %s",
+                          errno ? strerror(errno) : "short write");
+        /* Drop what stdio still holds, so that the next message starts
+         * clean once the output works again. */
+        __fpurge(out);
+        clearerr(out);
+        smtpd_reply(s, 451, "4.3.0", "Error: local error in processing, try again later");
+    }
     return SMTPD_DONE;
 }
 

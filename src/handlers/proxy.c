@@ -10,9 +10,11 @@
  * it goes to the smarthost exactly as with PureProxy). Both legs open at
  * the first recipient that needs them.
  */
+#include "channel.h"
 #include "cidr.h"
 #include "client.h"
 #include "fqdn.h"
+#include "recipient_cache.h"
 #include "smtpd.h"
 #include "upstream.h"
 
@@ -27,6 +29,9 @@
 
 #define MAX_RELAY_NETWORKS 64
 #define MAX_MAILMAN_DOMAINS 64
+/* MailmanProxy remembers this many of Mailman's answers, each this long. */
+#define MAILMAN_MEMORY 10000
+#define MAILMAN_MEMORY_SECONDS 3600
 
 struct smtpd_proxy {
     struct smtpd_proxy_config cfg;
@@ -39,6 +44,7 @@ struct smtpd_proxy {
     size_t n_nets;
     char *domains[MAX_MAILMAN_DOMAINS]; /* asked of Mailman; none: all */
     size_t n_domains;
+    struct recipient_cache *answers; /* what Mailman said of recent recipients */
     unsigned long next_id;
 };
 
@@ -66,6 +72,7 @@ struct relay {
     char *forward_path;        /* the RCPT in progress */
     unsigned legs_left;        /* DATA replies still due, per leg */
     struct client_reply worst; /* the most serious DATA reply so far */
+    struct leg *worst_leg;     /* and the leg that gave it */
     struct timespec started;
 };
 
@@ -78,18 +85,21 @@ void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg)
     cfg->log_level = SMTPD_LOG_INFO;
 }
 
-static void answer(struct relay *r, const struct client_reply *up)
+/* Answer the client's step with @p up, which leg @p from gave (NULL: we
+ * did); the log line of the transaction names that upstream. */
+static void answer(struct relay *r, const struct client_reply *up, const struct leg *from)
 {
     r->step = RS_NONE;
+    if (from)
+        channel_reply_origin(r->s, upstream_label(from->u));
     smtpd_reply(r->s, up->code, up->enh[0] ? up->enh : NULL, up->text);
 }
 
 static void answer_local(struct relay *r, int code, const char *enh, const char *text)
 {
-    struct client_reply up = {.code = code, .local = true, .last = true};
-    snprintf(up.enh, sizeof(up.enh), "%s", enh);
-    snprintf(up.text, sizeof(up.text), "%s", text);
-    answer(r, &up);
+    struct client_reply up;
+    cp_local_reply(&up, code, enh, text);
+    answer(r, &up, NULL);
 }
 
 static void log_relayed(struct relay *r, struct leg *l, const struct client_reply *up)
@@ -127,6 +137,18 @@ static void rcpt_at_smarthost(struct relay *r)
     leg_rcpt(&r->smart, r->forward_path);
 }
 
+/* Mailman gave no answer about the forward-path (down, or it refused the
+ * LMTP transaction): one it said lately was not its own still relays;
+ * any other may be a list address and is never relayed elsewhere
+ * silently, so the client retries. */
+static void mailman_silent(struct relay *r)
+{
+    if (recipient_cache_get(r->p->answers, r->forward_path, time(NULL)) == 0)
+        rcpt_at_smarthost(r);
+    else
+        answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
+}
+
 static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
 {
     struct relay *r = arg;
@@ -134,11 +156,11 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
     case RS_MAIL:
     case RS_SMART_RCPT:
     case RS_NONE:
-        answer(r, up);
+        answer(r, up, l);
         break;
     case RS_SMART_MAIL:
         if (up->code >= 300) {
-            answer(r, up);
+            answer(r, up, l);
         } else {
             r->step = RS_SMART_RCPT;
             leg_rcpt(&r->smart, r->forward_path);
@@ -146,30 +168,33 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
         break;
     case RS_LMTP_MAIL:
         if (up->code >= 300) {
-            /* Never a silent relay elsewhere: the client retries. */
-            answer_local(r, 451, "4.4.1",
-                         "Error: mailing list server unavailable, try again later");
+            mailman_silent(r);
         } else {
             r->step = RS_LMTP_RCPT;
             leg_rcpt(&r->lmtp, r->forward_path);
         }
         break;
     case RS_LMTP_RCPT:
-        if (up->code >= 500 && !up->local)
+        if (up->local) {
+            mailman_silent(r);
+        } else if (up->code >= 500) {
+            recipient_cache_put(r->p->answers, r->forward_path, false, time(NULL));
             rcpt_at_smarthost(r); /* not a Mailman address */
-        else if (up->local)
-            answer_local(r, 451, "4.4.1",
-                         "Error: mailing list server unavailable, try again later");
-        else
-            answer(r, up);
+        } else {
+            if (up->code < 300)
+                recipient_cache_put(r->p->answers, r->forward_path, true, time(NULL));
+            answer(r, up, l);
+        }
         break;
     case RS_DATA:
         if (up->last)
             log_relayed(r, l, up);
-        if (severity(up->code) > severity(r->worst.code))
+        if (severity(up->code) > severity(r->worst.code)) {
             r->worst = *up;
+            r->worst_leg = l;
+        }
         if (up->last && --r->legs_left == 0)
-            answer(r, &r->worst);
+            answer(r, &r->worst, r->worst_leg);
         break;
     }
 }
@@ -409,9 +434,13 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
         return NULL;
     }
     p->smarthost = make_upstream(p, cfg->upstream, false, err);
-    if (p->smarthost && cfg->mailman_lmtp)
+    if (p->smarthost && cfg->mailman_lmtp) {
         p->mailman = make_upstream(p, cfg->mailman_lmtp, true, err);
-    if (!p->smarthost || (cfg->mailman_lmtp && !p->mailman)) {
+        p->answers = recipient_cache_new(MAILMAN_MEMORY, MAILMAN_MEMORY_SECONDS);
+        if (p->mailman && !p->answers)
+            *err = SMTPD_ERR_NOMEM;
+    }
+    if (!p->smarthost || (cfg->mailman_lmtp && (!p->mailman || !p->answers))) {
         smtpd_proxy_free(p);
         return NULL;
     }
@@ -446,6 +475,7 @@ void smtpd_proxy_free(struct smtpd_proxy *p)
         return;
     upstream_free(p->smarthost);
     upstream_free(p->mailman);
+    recipient_cache_free(p->answers);
     if (p->dns)
         evdns_base_free(p->dns, 0);
     for (size_t i = 0; i < p->n_domains; i++)

@@ -109,8 +109,9 @@ class ShutdownTest(HardTestCase):
         for i in accepted:
             self.assertIn(b"Subject: token-%d\n" % i, out)
             if i >= N_IDLE + N_RCPT:
-                self.assertIn(b"Subject: token-%d\nX-Peer: 127.0.0.1\n\nfirst half of the data\n"
-                              b"second half, after SIGTERM\n" % i, out)
+                self.assertIn(b"Subject: token-%d\nX-Peer: 127.0.0.1\nX-MailFrom: s%d@example.com\n"
+                              b"X-RcptTo: r%d@example.net\n\nfirst half of the data\n"
+                              b"second half, after SIGTERM\n" % (i, i, i), out)
 
     def test_sigterm_pureproxy_exits(self):
         """PureProxy: a message in DATA is still relayed, the idle client gets

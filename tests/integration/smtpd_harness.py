@@ -120,9 +120,21 @@ def parse_messages(out):
                 nl = block.index(b"\n")
                 m[key] = block[len(prefix):nl].decode("utf-8").split(" ")
                 block = block[nl + 1:]
-        m["data"] = block
+        # The envelope DebuggingServer shows after X-Peer is taken out into
+        # 'mail_from' and 'rcpt_tos', so that 'data' is what debugging_view()
+        # expects; a message printed without both lines fails here.
+        env = ENVELOPE.search(block)
+        if not env:
+            raise AssertionError("no X-Peer/X-MailFrom/X-RcptTo lines in %r" % block[:300])
+        m["mail_from"] = env.group(2).decode("utf-8")
+        m["rcpt_tos"] = env.group(3).decode("utf-8").split(", ")
+        m["data"] = block[:env.start()] + env.group(1) + block[env.end():]
         msgs.append(m)
     return msgs
+
+
+# The envelope lines as DebuggingServer prints them.
+ENVELOPE = re.compile(rb"(X-Peer: [0-9a-fA-F.:]+\n)X-MailFrom: ([^\n]*)\nX-RcptTo: ([^\n]*)\n")
 
 
 def debugging_view(data, peer="127.0.0.1"):
@@ -171,10 +183,15 @@ class SmtpdTestCase(smtpdtest.TestCase):
         self.addCleanup(quiet_close, s)
         return s
 
-    def assertMessage(self, msg, data, mail_options=None):
+    def assertMessage(self, msg, data, mail_options=None, mail_from=None, rcpt_tos=None):
         """A printed message is @data as received, with X-Peer, and the
-        'mail options' line exactly when options were given."""
+        'mail options' line exactly when options were given; the envelope
+        lines name mail_from and rcpt_tos when they are given."""
         self.assertEqual(msg["mail_options"], mail_options)
+        if mail_from is not None:
+            self.assertEqual(msg["mail_from"], mail_from)
+        if rcpt_tos is not None:
+            self.assertEqual(msg["rcpt_tos"], list(rcpt_tos))
         expected = debugging_view(data)
         if msg["data"] != expected:
             # Show where they differ rather than two huge blobs.

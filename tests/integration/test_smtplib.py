@@ -266,7 +266,10 @@ class SmtplibTest(SmtpdTestCase):
         self.assertMessage(m2, msg2, ["BODY=7BIT"])
         self.assertEqual(srv.stop(), 0)
         log = srv.stderr()
-        self.assertNotIn(b"old", log)
+        # The abandoned transaction is logged as such, never as a message.
+        self.assertIn(b"transaction from=<old@example.com> to=<old-rcpt@example.com> "
+                      b"ended by RSET before DATA\n", log)
+        self.assertNotIn(b"message from=<old", log)
         self.assertIn(b"message from=<new@example.com> to=<new-rcpt@example.com> ", log)
         self.assertIn(b"message from=<new2@example.com> to=<new2-rcpt@example.com> ", log)
         self.assertEqual(len(srv.messages()), 2)

@@ -136,6 +136,11 @@ static const struct path_ok path_ok_cases[] = {
     {.arg = "FROM:<a@example.com>    SIZE=100", .addr = "a@example.com", .params = "SIZE=100"},
     {.arg = "FROM:<a@example.com>\tSIZE=100", .addr = "a@example.com", .params = "SIZE=100"},
     {.arg = "FROM:a@example.com SIZE=1", .addr = "a@example.com", .params = "SIZE=1"},
+    /* Local parts that carriers issued: taken as Python's smtpd and Postfix
+     * take them, passed on unchanged. */
+    {.arg = "FROM:<user..name@docomo.ne.jp>", .addr = "user..name@docomo.ne.jp"},
+    {.arg = "TO:<taro.@ezweb.ne.jp>", .keyword = "TO:", .addr = "taro.@ezweb.ne.jp"},
+    {.arg = "TO:<.hanako@docomo.ne.jp>", .keyword = "TO:", .addr = ".hanako@docomo.ne.jp"},
 };
 
 static void test_parse_path_ok(void **state)
@@ -177,9 +182,7 @@ static const struct path_bad path_bad_cases[] = {
     {.arg = "FROM:<a@>"},
     {.arg = "FROM:a@"},
     {.arg = "FROM:<@example.com>"},
-    {.arg = "FROM:<a..b@x.org>"},
-    {.arg = "FROM:<.a@x.org>"},
-    {.arg = "FROM:<a.@x.org>"},
+    {.arg = "FROM:<.@>"},
     {.arg = "FROM:<a@b"},
     {.arg = "FROM:<a@example.com"},
     {.arg = "FROM:<"},
@@ -251,7 +254,7 @@ static void test_valid_mailbox(void **state)
     } rows[] = {
         {"a@example.com", true}, {"Postmaster", true}, {"\"x y\"@b.c", true},
         {"a@[::1]", true},       {"", false},          {"a@", false},
-        {"<a@b>", false},        {"a@b c", false},     {"a..b@c", false},
+        {"<a@b>", false},        {"a@b c", false},     {"a..b@c", true},
         {"@b", false},           {"a@b.", false},      {"a@b@c", false},
     };
     for (size_t i = 0; i < N_ROWS(rows); i++)
