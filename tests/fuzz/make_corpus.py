@@ -181,3 +181,43 @@ write("channel", "commands", chan(data=
 write("channel", "events", chan(flags=0x20 | 0x80, seed=(7, 7, 7), data=PIPELINED * 3))
 write("channel", "bare-lf-commands", chan(data=b"EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nDATA\nx\n.\n.\r\n"))
 write("channel", "long-hostname", chan(flags=0x10, data=b"EHLO c\r\nHELP\r\nQUIT\r\n"))
+
+# ---- client: byte 0 LMTP, then operations (see fuzz_client.c) ----
+CODES = [220, 250, 251, 252, 221, 354, 334, 421, 450, 451,
+         452, 500, 501, 503, 550, 552, 554, 555, 200, 599]
+
+
+def reply(code, more=False, enh=False, kw=None):
+    """Operation 2: a template reply line."""
+    flags = (1 if more else 0) | (2 if enh else 0) | (8 if kw is not None else 0)
+    out = bytes([2, CODES.index(code), flags])
+    if enh:
+        out += b"\x00"
+    if kw is not None:
+        out += bytes([kw])
+    return out
+
+
+CONNECTED = b"\x00"
+DRAIN = b"\x04"
+LOST = b"\x05"
+MAIL, RCPT, DATA, RSET, QUIT = (bytes([(w << 3) | 1]) for w in (0, 1, 2, 3, 4))
+OPEN = CONNECTED + reply(220) + DRAIN + reply(250, more=True) + reply(250, kw=0) + DRAIN
+DATA_WITH_DOTS = bytes([((2 + 5 * 4) << 3) | 1])  # body "a\r\n.\r\nb"
+write("client", "smtp-transaction", b"\x00" + OPEN + MAIL + DRAIN + reply(250) + RCPT + DRAIN +
+      reply(250) + DATA_WITH_DOTS + DRAIN + reply(354) + DRAIN + reply(250, enh=True) + RSET +
+      reply(250) + QUIT)
+# The two bugs the machine was written against: 250 to DATA, 354 to MAIL.
+write("client", "250-to-data", b"\x00" + OPEN + MAIL + reply(250) + RCPT + reply(250) + DATA +
+      DRAIN + reply(250))
+write("client", "354-to-mail", b"\x00" + OPEN + MAIL + DRAIN + reply(354) + MAIL)
+write("client", "334-to-rcpt", b"\x00" + OPEN + MAIL + reply(250) + RCPT + reply(334))
+write("client", "premature-250", b"\x00" + OPEN + MAIL + reply(250) + RCPT + reply(250) + DATA +
+      reply(354) + reply(250))
+write("client", "lmtp-two-rcpts", b"\x01" + OPEN + MAIL + reply(250) + RCPT + reply(250) + RCPT +
+      reply(550) + RCPT + reply(250) + DATA + reply(354) + DRAIN + reply(250) + reply(452) +
+      reply(250))
+write("client", "ehlo-fallback-helo", b"\x00" + CONNECTED + reply(220) + reply(500) + reply(250) +
+      MAIL + reply(421) + LOST)
+write("client", "raw-lines", b"\x00" + CONNECTED + b"\x03\x07220 ok \r" + b"\x03\x03xyz" +
+      b"\x03\x04250-" + b"\x03\x04251 ")
