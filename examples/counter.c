@@ -1,9 +1,11 @@
 /*
  * An example handler built as a shared object: `smtpd -n -c
  * build/examples/counter.so localhost:8025 [LIMIT]`. It accepts messages
- * and answers each with its number in this session's life; once LIMIT
- * messages (default 0: none) have been taken it refuses the rest with 452,
- * and it refuses the reverse-path "blocked@example.com" at MAIL FROM.
+ * and answers each with its number since the process started (one count
+ * for all sessions; with --workers, each worker process counts its own);
+ * once LIMIT messages (default 0: none) have been taken it refuses the rest
+ * with 452, and it refuses the reverse-path "blocked@example.com" at MAIL
+ * FROM.
  */
 #include "smtpd.h"
 
