@@ -146,7 +146,8 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
             return EX_OSERR;
         }
         char msg[300];
-        snprintf(msg, sizeof(msg), "cannot start the relay: %s (remote '%s', --mailman-domains '%s')",
+        snprintf(msg, sizeof(msg),
+                 "cannot start the relay: %s (remote '%s', --mailman-domains '%s')",
                  smtpd_strerror(err), o->remote, o->mailman_domains ? o->mailman_domains : "");
         return usage_error(msg);
     }

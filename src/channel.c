@@ -57,11 +57,11 @@ struct smtpd_session {
     void *user_data;
 
     enum chan_state state;
-    char *helo;       /* HELO/EHLO argument, NULL before */
-    bool extended;    /* EHLO was used: enhanced codes, bigger MAIL lines */
-    bool draining;    /* server shutdown: close when idle */
-    bool in_feed;     /* inside channel_feed(): completions need no resume */
-    bool in_callback; /* inside a handler callback: answers are applied on return */
+    char *helo;        /* HELO/EHLO argument, NULL before */
+    bool extended;     /* EHLO was used: enhanced codes, bigger MAIL lines */
+    bool draining;     /* server shutdown: close when idle */
+    bool in_feed;      /* inside channel_feed(): completions need no resume */
+    bool in_callback;  /* inside a handler callback: answers are applied on return */
     bool seen_command; /* a first command line came (see http_request) */
     unsigned long n_messages;
     unsigned errors;        /* replies to bad commands, for max_errors */
@@ -1105,9 +1105,11 @@ void channel_timeout(struct smtpd_session *s)
 
 void channel_answer_timeout(struct smtpd_session *s)
 {
-    static const char *const names[] = {
-        [STEP_NONE] = "", [STEP_CONNECT] = "the connection", [STEP_MAIL] = "MAIL",
-        [STEP_RCPT] = "RCPT", [STEP_DATA] = "the message"};
+    static const char *const names[] = {[STEP_NONE] = "",
+                                        [STEP_CONNECT] = "the connection",
+                                        [STEP_MAIL] = "MAIL",
+                                        [STEP_RCPT] = "RCPT",
+                                        [STEP_DATA] = "the message"};
     if (s->state == ST_CLOSED || s->step == STEP_NONE || s->answered)
         return;
     smtpd_session_log(s, SMTPD_LOG_WARNING, "the handler gave no answer to %s within %u s",

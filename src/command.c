@@ -214,7 +214,7 @@ bool cmd_parse_path(const char *arg, size_t len, const char *keyword, struct pat
 
 bool cmd_is_http_request(const char *line, size_t len)
 {
-    static const char *const methods[] = {"GET",    "HEAD",  "POST",  "PUT",  "DELETE",
+    static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
                                           "CONNECT", "OPTIONS", "TRACE", "PATCH"};
     const char *sp = memchr(line, ' ', len);
     if (!sp)

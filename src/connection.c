@@ -40,7 +40,7 @@ struct conn {
     struct timespec data_start; /* when the DATA phase began (min_data_rate) */
     struct timespec line_start; /* when the command line being sent began */
     bool line_started;
-    struct evbuffer *out; /* replies not yet written (see flush_out) */
+    struct evbuffer *out;    /* replies not yet written (see flush_out) */
     struct event *answer_ev; /* PHASE_WAIT: the handler's answer_timeout */
 };
 

@@ -30,7 +30,7 @@ struct recipient_cache *recipient_cache_new(size_t cap, unsigned ttl)
     struct recipient_cache *rc = calloc(1, sizeof(*rc));
     if (!rc)
         return NULL;
-    rc->ring = calloc(cap ? cap : 1, sizeof(*rc->ring));
+    rc->ring = calloc(cap ? cap : 1, sizeof(struct answer *));
     if (!rc->ring) {
         free(rc);
         return NULL;

@@ -168,8 +168,9 @@ static void event(struct harness *h, enum cp_event ev, const struct client_reply
 static const int codes[] = {220, 250, 251, 252, 221, 354, 334, 421, 450, 451,
                             452, 500, 501, 503, 550, 552, 554, 555, 200, 599};
 
-static const char *const keywords[] = {"SIZE 1000", "8BITMIME", "SMTPUTF8", "PIPELINING",
-                                       "ENHANCEDSTATUSCODES", "AUTH PLAIN", "size", ""};
+static const char *const keywords[] = {
+    "SIZE 1000",           "8BITMIME",   "SMTPUTF8", "PIPELINING",
+    "ENHANCEDSTATUSCODES", "AUTH PLAIN", "size",     ""};
 
 static void template_line(struct fuzz_in *in, char *line, size_t *len, int code_idx)
 {
@@ -207,8 +208,8 @@ static void command(struct harness *h, uint8_t which)
     case 2: {
         /* Data with dots at line starts after CRLF, bare LF and bare CR. */
         static const char *const bodies[] = {
-            "", "x", ".", ".\r\n", "a\r\n.\r\nb", "a\n.\nb", "a\r.\rb", "..\r\n.x", "a\r\n.",
-            "\r\n.\r\n"};
+            "",        "x",       ".",        ".\r\n",  "a\r\n.\r\nb",
+            "a\n.\nb", "a\r.\rb", "..\r\n.x", "a\r\n.", "\r\n.\r\n"};
         const char *b = bodies[which / 5 % 10];
         size_t n = strlen(b);
         char *d = malloc(n ? n : 1);
