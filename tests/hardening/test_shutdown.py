@@ -21,7 +21,7 @@ from hardlib import HardTestCase, main, noread_client, push_until_unread
 
 N_DATA, N_IDLE, N_RCPT = 20, 15, 15
 GRACE = 30  # SHUTDOWN_GRACE_SECONDS in cli/main.c
-LAST_CALL = 5  # LAST_CALL_SECONDS in src/server.c
+LAST_CALL = 5  # LAST_CALL_SECONDS in src/net/server.c
 
 
 class ShutdownTest(HardTestCase):

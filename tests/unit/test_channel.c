@@ -1,5 +1,5 @@
 /*
- * Unit tests of the per-client state machine (src/channel.c): whole SMTP
+ * Unit tests of the per-client state machine (src/session/channel.c): whole SMTP
  * dialogues through a fake transport that records what the channel writes,
  * with a handler whose callbacks record what they get and answer as told.
  */

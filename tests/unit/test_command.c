@@ -1,5 +1,5 @@
 /*
- * Unit tests of command parsing (src/command.c): verb split, MAIL/RCPT paths
+ * Unit tests of command parsing (src/proto/command.c): verb split, MAIL/RCPT paths
  * (RFC 5321 4.1.2, RFC 6531) and ESMTP parameters.
  */
 #include "unit_util.h"

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the DATA engine (src/data.c): dot-unstuffing, the end of
+ * Unit tests of the DATA engine (src/proto/data.c): dot-unstuffing, the end of
  * data (only CRLF.CRLF, whatever the bare CR/LF policy), size counting and
  * the size limit. Every row runs under the three bare CR/LF policies and is
  * fed whole, byte by byte, cut once at every position and cut twice at every

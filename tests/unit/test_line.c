@@ -1,5 +1,5 @@
 /*
- * Unit tests of the command line framing (src/line.c): line ends, limits,
+ * Unit tests of the command line framing (src/proto/line.c): line ends, limits,
  * resync after overlong lines, and the same result however the input is cut.
  */
 #include "unit_util.h"

@@ -1,5 +1,5 @@
 /*
- * Unit tests of smtpd_insert_x_peer (src/message.c): where the X-Peer line
+ * Unit tests of smtpd_insert_x_peer (src/proto/message.c): where the X-Peer line
  * goes, as smtpd's DebuggingServer and PureProxy put it.
  */
 #include "unit_util.h"

@@ -1,6 +1,6 @@
 /*
  * Unit tests of reply formatting, UTF-8 validation and log escaping
- * (src/reply.c).
+ * (src/proto/reply.c).
  */
 #include "unit_util.h"
 
