@@ -66,6 +66,7 @@ struct smtpd_session {
     unsigned long n_messages;
     unsigned errors;        /* replies to bad commands, for max_errors */
     const char *end_reason; /* why the session closes, for the transaction log */
+    bool closed_in_data;    /* it closed during DATA, for the transaction log */
     /* Who gave the handler's answer (channel_reply_origin), for the log. */
     const char *origin;
 
@@ -200,6 +201,7 @@ static void close_session(struct smtpd_session *s)
 {
     if (s->state == ST_CLOSED)
         return;
+    s->closed_in_data = s->state == ST_DATA;
     s->state = ST_CLOSED;
     s->tr->close(s->io);
 }
@@ -794,7 +796,7 @@ static void log_ended(struct smtpd_session *s, const char *why)
         return;
     char env[700];
     format_envelope(s, env, sizeof(env));
-    const char *where = s->state == ST_DATA ? "in DATA" : "before DATA";
+    const char *where = s->state == ST_DATA || s->closed_in_data ? "in DATA" : "before DATA";
     if (t->n_refused && t->refusal)
         smtpd_session_log(s, SMTPD_LOG_INFO,
                           "transaction %s ended by %s %s; %u recipient%s refused, last %s", env,
@@ -1140,7 +1142,9 @@ void channel_lost(struct smtpd_session *s, const char *why)
 {
     if (s->state != ST_CLOSED) {
         smtpd_session_log(s, SMTPD_LOG_INFO, "lost connection from %s (%s)", s->peer_addr, why);
-        s->end_reason = "a lost connection";
+        /* The client closing its side is a disconnect; the rest is lost. */
+        s->end_reason = strcmp(why, "eof") == 0 ? "a disconnect" : "a lost connection";
+        s->closed_in_data = s->state == ST_DATA;
     }
     s->state = ST_CLOSED;
 }
@@ -1150,11 +1154,11 @@ void channel_free(struct smtpd_session *s)
     if (!s)
         return;
     const struct smtpd_handler *h = &s->params->handler;
+    if (s->txn.reverse_path)
+        log_ended(s, s->end_reason ? s->end_reason : "a disconnect");
     smtpd_session_log(s, SMTPD_LOG_INFO, "disconnect from %s messages=%lu", s->peer_addr,
                       s->n_messages);
     s->step = STEP_NONE;
-    if (s->txn.reverse_path)
-        log_ended(s, s->end_reason ? s->end_reason : "a disconnect");
     /* The handler hears of the end first, while the session is still whole. */
     if (h->on_close)
         h->on_close(h->arg, s);

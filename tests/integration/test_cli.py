@@ -25,6 +25,18 @@ class HelpVersionTest(SmtpdTestCase):
                 self.assertIn(word, text)
             self.assertEqual(err, b"")
 
+    def test_help_names_max_recipients_not_smtpserver(self):
+        rc, out, err = run(["--help"])
+        self.assertEqual(rc, 0, err)
+        text = out.decode()
+        self.assertRegex(text, r"\n +--max-recipients N +\S")
+        self.assertRegex(text, r"--min-data-rate B .*\n.*\(default 500; 0: none\)")
+        # The classes -c takes: SMTPServer (abstract, refused) is not one of them.
+        classes = text[text.index("--class NAME"):text.index("\n  -s, --size")]
+        for name in ("PureProxy", "MailmanProxy", "DebuggingServer", "Sink"):
+            self.assertIn(name, classes)
+        self.assertNotIn("SMTPServer", text)
+
     def test_version(self):
         for opt in ("-V", "--version"):
             rc, out, err = run([opt])
@@ -75,6 +87,40 @@ class UsageErrorTest(SmtpdTestCase):
 
     def test_abstract_class(self):
         self.assertUsageError(["-n", "-c", "SMTPServer", "127.0.0.1:0"], "SMTPServer")
+        self.assertUsageError(["-n", "-c", "SMTPServer"], "SMTPServer", "abstract")
+
+    def test_bad_max_recipients(self):
+        for bad in ("0", "-1", "abc", "", "1.5", "4294967296"):
+            with self.subTest(value=bad):
+                self.assertUsageError(["-n", "-c", "DebuggingServer", "--max-recipients", bad,
+                                       "127.0.0.1:0"], "--max-recipients", "'%s'" % bad)
+        self.assertUsageError(["-n", "-c", "DebuggingServer", "127.0.0.1:0",
+                               "--max-recipients"], "--max-recipients")
+
+    def test_port_out_of_range(self):
+        # The default class (PureProxy) and the default remote: only the
+        # local address is wrong, and the message says how.
+        self.assertUsageError(["-n", "localhost:99999"], "localhost:99999",
+                              "port out of range 0-65535")
+        self.assertUsageError(["-n", "-c", "DebuggingServer", "127.0.0.1:65536"],
+                              "port out of range 0-65535")
+        self.assertUsageError(["-n", "127.0.0.1:0", "smarthost.example:99999"],
+                              "smarthost.example:99999", "port out of range 0-65535")
+
+    def test_bad_relay_networks(self):
+        for bad in ("10.0.0/33", "10.0.0.0/33", "::1/129", "nonsense", "10.0.0.0/8,", ""):
+            with self.subTest(value=bad):
+                self.assertUsageError(["-n", "--relay-networks", bad, "127.0.0.1:0"],
+                                      "--relay-networks", "'%s'" % bad)
+
+    def test_bad_mailman_lmtp(self):
+        self.assertUsageError(["-n", "-c", "MailmanProxy", "--mailman-lmtp", "nonsense",
+                               "127.0.0.1:0"], "--mailman-lmtp", "nonsense")
+        # Checked whatever the class, as every option is.
+        self.assertUsageError(["-n", "-c", "DebuggingServer", "--mailman-lmtp", "nonsense",
+                               "127.0.0.1:0"], "--mailman-lmtp", "nonsense")
+        self.assertUsageError(["-n", "-c", "MailmanProxy", "--mailman-lmtp", "127.0.0.1:99999",
+                               "127.0.0.1:0"], "--mailman-lmtp", "port out of range 0-65535")
 
     def test_unknown_class(self):
         self.assertUsageError(["-n", "-c", "NoSuchServer", "127.0.0.1:0"], "NoSuchServer")
@@ -109,6 +155,23 @@ class BindTest(SmtpdTestCase):
         self.assertIn("127.0.0.1:%d" % port, lines[0])
         self.assertRegex(lines[0], r"(?i)in use")
         self.assertEqual(out, b"")
+
+    def test_address_in_use_message(self):
+        # The message names the address as given and the error once
+        # ("cannot listen on ...: Address already in use").
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        for host in ("127.0.0.1", "localhost"):
+            with self.subTest(host=host):
+                rc, out, err = run(["-n", "-c", "DebuggingServer", "%s:%d" % (host, port)])
+                self.assertEqual(rc, EX_UNAVAILABLE, err)
+                self.assertEqual(err.decode(), "smtpd: cannot listen on %s:%d: "
+                                 "Address already in use\n" % (host, port))
+                self.assertEqual(err.count(b"Address already in use"), 1)
+                self.assertEqual(out, b"")
 
     def test_localhost_binds_every_address(self):
         expected = sorted({ai[4][0] for ai in socket.getaddrinfo(

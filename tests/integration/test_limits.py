@@ -1,4 +1,5 @@
-"""integ_limits: --max-connections, --command-timeout, --data-timeout, -s."""
+"""integ_limits: --max-connections, --command-timeout, --data-timeout, -s,
+--max-recipients."""
 
 import time
 
@@ -158,6 +159,61 @@ class SizeLimitTest(SmtpdTestCase):
         self.assertEqual(s.sendmail("a@example.com", ["b@example.com"],
                                     b"Subject: any\r\n\r\n" + b"q" * 50000 + b"\r\n"), {})
         srv.wait_messages(1)
+
+
+class RecipientLimitTest(SmtpdTestCase):
+
+    def test_max_recipients(self):
+        srv = self.start("--max-recipients", "3")
+        c = self.raw(srv.port)
+        c.reply()
+        c.command("EHLO x.example.com")
+        self.assertEqual(c.command("MAIL FROM:<a@example.com>")[0], 250)
+        for i in range(3):
+            self.assertEqual(c.command("RCPT TO:<r%d@example.com>" % i)[0], 250)
+        # The 4th (and every later one) is refused, 452 4.5.3 (RFC 5321
+        # 4.5.3.1.10); the transaction goes on with the three.
+        for i in (3, 4):
+            code, text = c.command("RCPT TO:<r%d@example.com>" % i)
+            self.assertEqual(code, 452, text)
+            self.assertTrue(text[0].startswith("4.5.3 "), text)
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: three\r\n\r\nbody\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        # The count is per transaction: the next one has three again.
+        self.assertEqual(c.command("MAIL FROM:<b@example.com>")[0], 250)
+        for i in range(3):
+            self.assertEqual(c.command("RCPT TO:<s%d@example.com>" % i)[0], 250)
+        self.assertEqual(c.command("RCPT TO:<s3@example.com>")[0], 452)
+        # RSET starts afresh too.
+        self.assertEqual(c.command("RSET")[0], 250)
+        self.assertEqual(c.command("MAIL FROM:<c@example.com>")[0], 250)
+        self.assertEqual(c.command("RCPT TO:<t0@example.com>")[0], 250)
+        self.assertEqual(c.command("QUIT")[0], 221)
+        (m,) = srv.wait_messages(1)
+        self.assertEqual(m["rcpt_tos"], ["r0@example.com", "r1@example.com", "r2@example.com"])
+
+    def test_smtplib_sees_the_refusal(self):
+        srv = self.start("--max-recipients", "1")
+        s = self.smtp(srv.port)
+        refused = s.sendmail("a@example.com", ["one@example.com", "two@example.com"],
+                             b"Subject: one\r\n\r\nx\r\n")
+        self.assertEqual(list(refused), ["two@example.com"])
+        self.assertEqual(refused["two@example.com"][0], 452)
+        s.quit()
+        (m,) = srv.wait_messages(1)
+        self.assertEqual(m["rcpt_tos"], ["one@example.com"])
+
+    def test_default_is_1000(self):
+        srv = self.start()
+        c = self.raw(srv.port, timeout=30)
+        c.reply()
+        c.command("EHLO x.example.com")
+        c.send(b"MAIL FROM:<a@example.com>\r\n" +
+               b"".join(b"RCPT TO:<r%d@example.com>\r\n" % i for i in range(1001)))
+        self.assertEqual(c.reply()[0], 250)
+        codes = [c.reply()[0] for _ in range(1001)]
+        self.assertEqual(codes, [250] * 1000 + [452])
 
 
 if __name__ == "__main__":
