@@ -5,11 +5,11 @@
  */
 #include "memory.h"
 #include "options.h"
+#include "plugin.h"
 #include "privdrop.h"
 #include "workers.h"
 #include "smtpd.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -34,12 +34,15 @@ static struct {
     long pid;
     time_t second;
     char when[32];
-} logger;
+    enum smtpd_log_level level; /* the most verbose level written (-d: debug) */
+} logger = {.level = SMTPD_LOG_INFO};
 
 static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
     (void)arg;
+    if (level > logger.level)
+        return;
     time_t now = time(NULL);
     if (now != logger.second || !logger.when[0]) {
         struct tm tm;
@@ -54,6 +57,7 @@ static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 struct run {
     struct smtpd_server *srv;
     struct smtpd_proxy *proxy;
+    struct plugin *plugin;
     struct event *sigint, *sigterm;
     struct memory *memory;
     struct workers workers;
@@ -68,6 +72,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     smtpd_server_shutdown(r->srv, SHUTDOWN_GRACE_SECONDS);
     if (r->proxy)
         smtpd_proxy_shutdown(r->proxy);
+    plugin_shutdown(r->plugin);
     /* With the signal events gone the loop ends when the last client does;
      * a second signal gets the default action. */
     event_del(r->sigint);
@@ -85,7 +90,7 @@ static int usage_error(const char *msg)
 /* What -c NAME made: a handler and what it needs freed at exit. */
 struct class_state {
     struct smtpd_handler h;
-    void *dl;
+    struct plugin plugin;
     struct smtpd_proxy *proxy;
 };
 
@@ -156,14 +161,36 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
     return 0;
 }
 
+/* A handler from a shared object: the program's event loop, log and
+ * arguments go to its init. */
+static int load_plugin(const struct options *o, struct event_base *base, struct class_state *cs)
+{
+    const struct smtpd_plugin_host host = {
+        .version = SMTPD_PLUGIN_VERSION,
+        .base = base,
+        .log = log_stderr,
+        .log_level = logger.level,
+        .argc = o->n_extra,
+        .argv = o->extra,
+    };
+    char err[512];
+    int rc = plugin_load(&cs->plugin, o->class_name, &host, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "smtpd: %s\n", err);
+        return rc;
+    }
+    cs->h = cs->plugin.p.handler;
+    return 0;
+}
+
 /* Fill the handler for -c NAME. Returns 0 or a sysexits code. */
 static int pick_class(const struct options *o, struct event_base *base, struct class_state *cs)
 {
     struct smtpd_handler *h = &cs->h;
-    void **dl = &cs->dl;
     const char *name = o->class_name;
-    bool builtin = strchr(name, '/') == NULL;
-    if (builtin && o->n_extra > 0)
+    if (plugin_is_path(name))
+        return load_plugin(o, base, cs);
+    if (o->n_extra > 0)
         return usage_error("too many arguments");
     if (strcmp(name, "DebuggingServer") == 0) {
         smtpd_debugging_handler(h, stdout);
@@ -178,31 +205,12 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
     if (strcmp(name, "SMTPServer") == 0)
         return usage_error("SMTPServer is the abstract base class and handles no message; "
                            "use -c DebuggingServer, -c Sink or a handler of your own");
-    if (builtin) {
-        char msg[256];
-        snprintf(msg, sizeof(msg),
-                 "unknown class '%.100s' (PureProxy, MailmanProxy, DebuggingServer, Sink, "
-                 "or the path of a .so with %s)",
-                 name, SMTPD_PLUGIN_SYMBOL);
-        return usage_error(msg);
-    }
-    *dl = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!*dl) {
-        fprintf(stderr, "smtpd: cannot load %s: %s\n", name, dlerror());
-        return EX_USAGE;
-    }
-    smtpd_plugin_init_fn init;
-    *(void **)&init = dlsym(*dl, SMTPD_PLUGIN_SYMBOL);
-    if (!init) {
-        fprintf(stderr, "smtpd: %s does not export %s\n", name, SMTPD_PLUGIN_SYMBOL);
-        return EX_USAGE;
-    }
-    memset(h, 0, sizeof(*h));
-    if (init(h, o->n_extra, o->extra) != 0 || !h->on_message) {
-        fprintf(stderr, "smtpd: %s: %s failed\n", name, SMTPD_PLUGIN_SYMBOL);
-        return EX_SOFTWARE;
-    }
-    return 0;
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "unknown class '%.100s' (PureProxy, MailmanProxy, DebuggingServer, Sink, "
+             "or a shared object: path/name.so exporting %s)",
+             name, SMTPD_PLUGIN_SYMBOL_V1);
+    return usage_error(msg);
 }
 
 static int serve(const struct options *o)
@@ -223,7 +231,7 @@ static int serve(const struct options *o)
     cfg.bare_lf = (enum smtpd_bare_lf)o->bare_lf;
     cfg.reuse_port = o->workers > 1;
     cfg.log = log_stderr;
-    cfg.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
+    cfg.log_level = logger.level;
 
     struct event_base *base = event_base_new();
     if (!base) {
@@ -238,6 +246,7 @@ static int serve(const struct options *o)
     if (rc != 0)
         goto out;
     r.proxy = cs.proxy;
+    r.plugin = &cs.plugin;
     r.srv = smtpd_server_new(base, &cfg, &cs.h, &err);
     if (!r.srv) {
         fprintf(stderr, "smtpd: %s\n", smtpd_strerror(err));
@@ -299,6 +308,7 @@ static int serve(const struct options *o)
         }
     }
     logger.pid = (long)getpid(); /* a worker logs its own pid */
+    plugin_start(&cs.plugin, r.srv);
     r.memory = memory_start(base, MEMORY_TRIM_SECONDS);
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
     r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
@@ -330,8 +340,7 @@ out:
         smtpd_server_free(others[i]);
     smtpd_server_free(r.srv);
     smtpd_proxy_free(cs.proxy);
-    if (cs.dl)
-        dlclose(cs.dl);
+    plugin_unload(&cs.plugin);
     event_base_free(base);
     return rc;
 }
@@ -350,6 +359,7 @@ int main(int argc, char **argv)
         printf("smtpd %s\n", SMTPD_VERSION);
         return EX_OK;
     }
+    logger.level = o.debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
     /* Writes to a client that has gone must not kill the server. */
     signal(SIGPIPE, SIG_IGN);
     return serve(&o);

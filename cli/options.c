@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cidr.h"
+#include "plugin.h"
 #include "smtpd.h"
 
 const char options_usage[] =
@@ -288,7 +289,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     if (optind < argc)
         o->local = argv[optind++];
     /* A shared-object handler gets every argument after localhost:port. */
-    if (optind < argc && !strchr(o->class_name, '/'))
+    if (optind < argc && !plugin_is_path(o->class_name))
         o->remote = argv[optind++];
     o->n_extra = argc - optind;
     o->extra = argv + optind;
@@ -297,7 +298,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         snprintf(err, errsz, "bad local address '%s' (%s)", o->local, why);
         return -1;
     }
-    why = strchr(o->class_name, '/') ? NULL : hostport_problem(o->remote, false);
+    why = plugin_is_path(o->class_name) ? NULL : hostport_problem(o->remote, false);
     if (why) {
         snprintf(err, errsz, "bad remote address '%s' (%s)", o->remote, why);
         return -1;

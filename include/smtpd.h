@@ -6,6 +6,9 @@
  * every accepted message to a handler (a struct of callbacks plus a void *arg).
  * Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
  * PIPELINING (RFC 2920), ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463).
+ * A handler may add commands of its own or replace built-in ones, and hook
+ * the greeting, the EHLO keywords and DATA, as a subclass of smtpd's
+ * SMTPChannel did (struct smtpd_command, struct smtpd_handler).
  *
  * Threading: a server and everything it hands out belong to the thread that
  * runs its event_base. The library has no global mutable state, never exits
@@ -42,6 +45,8 @@ enum smtpd_err {
     SMTPD_ERR_RESOLVE, /**< a host name that does not resolve */
     SMTPD_ERR_BIND,    /**< socket, bind or listen failed (errno is kept) */
     SMTPD_ERR_STATE,   /**< call not allowed now (e.g. a second reply) */
+    SMTPD_ERR_REPLY,   /**< a reply code outside 200-599, or a 3xx where the step
+                            takes none (see smtpd_reply) */
 };
 
 /** A constant English text for an error code. Never NULL. */
@@ -180,9 +185,73 @@ enum smtpd_verdict {
     SMTPD_PENDING = 1,
 };
 
+/** Where an extension command is allowed (struct smtpd_command.flags, or-ed).
+ *  A command used elsewhere gets "503 5.5.1", as a built-in one does. */
+enum smtpd_command_flags {
+    /** Only after HELO/EHLO. */
+    SMTPD_CMD_NEED_GREETING = 1,
+    /** Only inside a transaction (after MAIL FROM was accepted). */
+    SMTPD_CMD_NEED_MAIL = 2,
+    /** Only outside a transaction. */
+    SMTPD_CMD_NO_TRANSACTION = 4,
+};
+
+/**
+ * An extension command (RFC 5321 2.2.1: a verb a server adds), as an
+ * smtp_<VERB> method of a SMTPChannel subclass was. The handler's table of
+ * them (smtpd_handler.commands) must outlive the server.
+ *
+ * A verb that names a built-in command (HELO, EHLO, MAIL, RCPT, DATA, RSET,
+ * NOOP, QUIT, VRFY, EXPN, HELP) replaces it; the replacement may run the
+ * built-in behaviour for the same line with smtpd_run_builtin() (the
+ * subclass's super().smtp_MAIL(arg)). Only built-in behaviour changes the
+ * session's state (greeting, transaction, DATA): an extension answers, and
+ * asks for the rest.
+ */
+struct smtpd_command {
+    /** The verb, matched case-insensitively against the command's first
+     *  word; letters, digits and '-' (RFC 5321 4.1.1). */
+    const char *verb;
+    /**
+     * The command arrived and its flags allow it. @p params: what follows
+     * the verb, surrounding spaces removed (len 0: none), not
+     * NUL-terminated, valid during the call only. Answer like any callback:
+     * smtpd_reply() / smtpd_reply_lines() / smtpd_run_builtin() now or,
+     * after returning SMTPD_PENDING, later; no answer gives 250 2.0.0.
+     * A 3xx answer (334, as AUTH's challenges, RFC 4954 4) makes the next
+     * line the client sends a continuation: it is handed whole, as @p
+     * params, to this same fn, and to no command.
+     */
+    enum smtpd_verdict (*fn)(void *arg, struct smtpd_session *s, const char *params, size_t len);
+    /** The EHLO keyword line it adds ("XSTATE", "XFOO 10"), or NULL. */
+    const char *ehlo;
+    /** Its HELP syntax ("XDELAY <seconds>"), or NULL: HELP lists the verb
+     *  only. */
+    const char *help;
+    /** enum smtpd_command_flags, or-ed; 0: allowed at any time. */
+    unsigned flags;
+};
+
+/** The EHLO reply's keyword lines (RFC 5321 4.1.1.1), as an on_ehlo hook
+ *  sees them; owned by the library, valid during the hook only. */
+struct smtpd_ehlo;
+
+/** Lines in @p e (the reply's first line, the greeting, is not one). */
+SMTPD_API size_t smtpd_ehlo_count(const struct smtpd_ehlo *e);
+/** Line @p i (0-based), e.g. "SIZE 33554432"; NULL when out of range. */
+SMTPD_API const char *smtpd_ehlo_line(const struct smtpd_ehlo *e, size_t i);
+/** Add keyword line @p line (copied). @return SMTPD_OK, SMTPD_ERR_CONFIG for
+ *  an empty line, one with control characters or longer than 200 bytes,
+ *  SMTPD_ERR_STATE when the list is full (64 lines). */
+SMTPD_API enum smtpd_err smtpd_ehlo_add(struct smtpd_ehlo *e, const char *line);
+/** Remove every line whose keyword (first word) is @p keyword,
+ *  case-insensitively. @return how many were removed. */
+SMTPD_API size_t smtpd_ehlo_remove(struct smtpd_ehlo *e, const char *keyword);
+
 /**
  * A handler: what the server does with sessions and messages. Every callback
  * is optional except on_message. Each gets the handler's @c arg first.
+ * Fields after @c arg came later; a zeroed struct leaves them unused.
  */
 struct smtpd_handler {
     /** A client connected, before the greeting. A reply of 4xx/5xx refuses it
@@ -206,20 +275,63 @@ struct smtpd_handler {
      *  smtpd_reply() for @p s, nor use @p s, after this returns. */
     void (*on_close)(void *arg, struct smtpd_session *s);
     void *arg;
+    /** Extension commands, looked up before the built-in ones (see struct
+     *  smtpd_command); NULL/0: none. */
+    const struct smtpd_command *commands;
+    size_t n_commands;
+    /** HELO or EHLO (@p esmtp) passed the syntax checks, with @p domain
+     *  (RFC 5321 4.1.1.1). A 2xx answer, or none, accepts the greeting and
+     *  the built-in reply goes out (for EHLO, with the keyword lines); a
+     *  4xx/5xx answer refuses it and the session keeps its earlier
+     *  greeting, if any. */
+    enum smtpd_verdict (*on_helo)(void *arg, struct smtpd_session *s, const char *domain,
+                                  bool esmtp);
+    /** The EHLO reply is being built: add or remove keyword lines for this
+     *  session (smtpd_ehlo_add(), smtpd_ehlo_remove()). Called after an
+     *  accepted EHLO, synchronously: a decision that takes time belongs in
+     *  on_helo, which may answer later. */
+    void (*on_ehlo)(void *arg, struct smtpd_session *s, struct smtpd_ehlo *keywords);
+    /** The DATA command, before the 354 (RFC 5321 4.1.1.4). A 2xx answer, or
+     *  none, lets the data come; a 4xx/5xx refuses it and the transaction
+     *  stays as it was (the client may RSET or send more RCPTs). */
+    enum smtpd_verdict (*on_data)(void *arg, struct smtpd_session *s);
 };
 
 /**
  * Answer the current callback of session @p s, at once or later.
- * @p code: a reply code 2xx, 4xx or 5xx (RFC 5321 4.2). @p enhanced: an enhanced
- * status code "x.y.z" (RFC 3463) or NULL for the standard one of the step;
- * it is sent only to clients that used EHLO. @p text: one line of text, or
- * NULL for the standard text; CR, LF and control characters are replaced
- * with spaces. Strings are copied.
- * @return SMTPD_OK, or SMTPD_ERR_STATE when nothing is waiting for an answer,
- *         SMTPD_ERR_CONFIG for a code out of range or a 3xx code.
+ * @p code: a reply code 2xx, 4xx or 5xx (RFC 5321 4.2); an extension
+ * command may also answer 3xx (a continuation, see struct smtpd_command).
+ * @p enhanced: an enhanced status code "class.subject.detail" whose class
+ * is the code's (RFC 3463 2), or NULL for the standard one of the step; it
+ * is sent only to clients that used EHLO (RFC 2034 3). @p text: one line
+ * of text, or NULL for the standard text; CR, LF and control characters
+ * are replaced with spaces, and a line is cut at 512 octets. Strings are
+ * copied. Nothing is sent when it fails.
+ * @return SMTPD_OK; SMTPD_ERR_STATE when nothing is waiting for an answer
+ *         (or it was given already); SMTPD_ERR_REPLY for a code outside
+ *         200-599 or a 3xx where the step takes none; SMTPD_ERR_CONFIG for
+ *         a malformed enhanced code.
  */
 SMTPD_API enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
                                      const char *text);
+
+/**
+ * Answer with a multi-line reply (RFC 5321 4.2.1): @p n lines of text
+ * (n >= 1), sent as "code-text" lines and a last "code text" line, each
+ * with @p enhanced (RFC 2034 3). Codes, escaping, copying and errors as
+ * smtpd_reply(); SMTPD_ERR_CONFIG also when @p n is 0 or above 64.
+ */
+SMTPD_API enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, const char *enhanced,
+                                           const char *const *lines, size_t n);
+
+/**
+ * From an extension command that replaced a built-in verb: answer by
+ * running the built-in command with @p params (@p len bytes, copied), as
+ * if no extension had it (the built-in's own checks and hooks included).
+ * At once or later, like any answer. @return SMTPD_OK, or SMTPD_ERR_STATE
+ * when no such extension is waiting for its answer.
+ */
+SMTPD_API enum smtpd_err smtpd_run_builtin(struct smtpd_session *s, const char *params, size_t len);
 
 /** Per-session pointer for the handler; NULL until set. */
 SMTPD_API void smtpd_session_set_data(struct smtpd_session *s, void *data);
@@ -231,6 +343,30 @@ SMTPD_API uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
 SMTPD_API const char *smtpd_session_helo(const struct smtpd_session *s);
 /** Whether the client greeted with EHLO (ESMTP). */
 SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
+
+/* The session's state, read-only, at any time (the seed's SMTPChannel
+ * attributes). Strings and arrays stay valid until the next callback of
+ * that session. */
+
+/** The transaction's reverse-path ("" for <>), or NULL before MAIL FROM was
+ *  accepted (smtpd's mailfrom). */
+SMTPD_API const char *smtpd_session_reverse_path(const struct smtpd_session *s);
+/** The forward-paths accepted so far, in order, their number in @p *n
+ *  (smtpd's rcpttos). Never NULL. */
+SMTPD_API const char *const *smtpd_session_forward_paths(const struct smtpd_session *s, size_t *n);
+
+/** What the session is doing (smtpd's smtp_state). */
+enum smtpd_session_state {
+    SMTPD_SESSION_COMMAND, /**< reading commands */
+    SMTPD_SESSION_DATA,    /**< reading message data after 354 */
+    SMTPD_SESSION_CLOSED,  /**< closing: nothing more is read */
+};
+SMTPD_API enum smtpd_session_state smtpd_session_state(const struct smtpd_session *s);
+/** The server's name, as in the greeting (smtpd's fqdn). */
+SMTPD_API const char *smtpd_session_hostname(const struct smtpd_session *s);
+/** The address (numeric text) and port the client connected to. */
+SMTPD_API const char *smtpd_session_local_addr(const struct smtpd_session *s);
+SMTPD_API uint16_t smtpd_session_local_port(const struct smtpd_session *s);
 /** Log a line through the server's log callback, prefixed with the session
  *  id. @p fmt is printf-style; the caller escapes peer text (smtpd_escape). */
 SMTPD_API void smtpd_session_log(const struct smtpd_session *s, enum smtpd_log_level level,
@@ -256,6 +392,16 @@ SMTPD_API size_t smtpd_escape(char *out, size_t outsz, const char *in, size_t le
 SMTPD_API char *smtpd_insert_x_peer(const char *data, size_t len, const char *peer_addr,
                                     size_t *out_len);
 
+/**
+ * Check a handler as smtpd_server_new() does: on_message set, and each
+ * command of the table with a verb (1-32 letters, digits or '-', no two
+ * alike), a fn, printable ehlo/help lines and known flags.
+ * @return SMTPD_OK, or SMTPD_ERR_CONFIG with the reason, naming the field,
+ *         in @p why (@p whysz bytes, NUL-terminated; may be NULL).
+ */
+SMTPD_API enum smtpd_err smtpd_handler_check(const struct smtpd_handler *h, char *why,
+                                             size_t whysz);
+
 /** The listening server (smtpd's SMTPServer). */
 struct smtpd_server;
 
@@ -263,7 +409,8 @@ struct smtpd_server;
  * Create a server on @p base with a copy of @p cfg and @p handler.
  * Looks up the FQDN once when cfg->hostname is NULL. Does not listen yet.
  * @return the server, or NULL with *err set: SMTPD_ERR_CONFIG (decode_data
- *         together with enable_smtputf8, or no on_message), SMTPD_ERR_NOMEM.
+ *         together with enable_smtputf8, or a handler smtpd_handler_check()
+ *         refuses), SMTPD_ERR_NOMEM.
  */
 SMTPD_API struct smtpd_server *smtpd_server_new(struct event_base *base,
                                                 const struct smtpd_config *cfg,
@@ -400,9 +547,63 @@ SMTPD_API void smtpd_proxy_shutdown(struct smtpd_proxy *p);
  *  that used it. NULL is allowed. */
 SMTPD_API void smtpd_proxy_free(struct smtpd_proxy *p);
 
-/** The symbol a shared object loaded with `smtpd -c path.so` must export:
- *  fill @p h; @p argc/@p argv are the program's remaining positional
- *  arguments (after localhost:port). Return 0 on success. */
+/*
+ * Plugins: a shared object loaded with `smtpd -c path.so [args...]` (the C
+ * form of `python -m smtpd -c package.module.Class`). It exports
+ *
+ *     int smtpd_plugin_init_v1(const struct smtpd_plugin_host *host,
+ *                              struct smtpd_plugin *plugin);
+ *
+ * which fills plugin->handler (on_message at least) and may set start,
+ * shutdown and teardown; it returns 0, or -1 with plugin->error set to why.
+ * The older `int smtpd_plugin_init(struct smtpd_handler *h, int argc, char
+ * **argv)` is still loaded when the v1 symbol is absent.
+ */
+
+/** The version of struct smtpd_plugin_host and struct smtpd_plugin in this
+ *  header; a later version only adds fields at their ends. */
+#define SMTPD_PLUGIN_VERSION 1
+#define SMTPD_PLUGIN_SYMBOL_V1 "smtpd_plugin_init_v1"
+
+/** What the program gives a plugin; valid for the program's life. */
+struct smtpd_plugin_host {
+    unsigned version;        /**< SMTPD_PLUGIN_VERSION of the program */
+    struct event_base *base; /**< the event loop, for timers and I/O of its own */
+    /** The program's log sink: call log(log_arg, level, line) for lines that
+     *  are not about a session (smtpd_session_log() is for those); levels
+     *  above log_level are dropped by the sink. */
+    smtpd_log_fn log;
+    void *log_arg;
+    enum smtpd_log_level log_level;
+    int argc; /**< the positional arguments after localhost:port */
+    char **argv;
+};
+
+/** What a plugin gives the program; zeroed before init is called. */
+struct smtpd_plugin {
+    /** The handler, as an embedding program passes it to
+     *  smtpd_server_new(); handler.arg is also the arg of the calls below. */
+    struct smtpd_handler handler;
+    /** The server was created and listens (with --workers: in each worker
+     *  process, for its own server). May be NULL. */
+    void (*start)(void *arg, struct smtpd_server *srv);
+    /** SIGINT/SIGTERM: the server stops taking clients and the event loop
+     *  ends once its sessions are gone, so release events that would keep it
+     *  running (timers, sockets of your own). May be NULL. */
+    void (*shutdown)(void *arg);
+    /** After the event loop: free everything; the object is unloaded next.
+     *  May be NULL. */
+    void (*teardown)(void *arg);
+    /** Why init failed, for the program's message (a static string). */
+    const char *error;
+};
+
+typedef int (*smtpd_plugin_init_v1_fn)(const struct smtpd_plugin_host *host,
+                                       struct smtpd_plugin *plugin);
+
+/** The first plugin interface: fill @p h, @p argc/@p argv are the
+ *  positional arguments after localhost:port; return 0 on success. Loaded
+ *  when smtpd_plugin_init_v1 is not exported. */
 #define SMTPD_PLUGIN_SYMBOL "smtpd_plugin_init"
 typedef int (*smtpd_plugin_init_fn)(struct smtpd_handler *h, int argc, char **argv);
 

@@ -8,7 +8,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -280,21 +282,36 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
                                               : "error");
 }
 
+/* Numeric text and port of @p sa into @p addr (64 bytes) and @p port. */
+static void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port)
+{
+    snprintf(addr, 64, "?");
+    *port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, addr, 64);
+        *port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, 64);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
                       const struct chan_params *params, evutil_socket_t fd,
                       const struct sockaddr *sa, unsigned long id)
 {
-    char addr[64] = "?";
-    uint16_t port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
-        port = ntohs(in6->sin6_port);
-    }
+    char peer[64], local[64];
+    struct chan_addrs addrs = {.peer_addr = peer, .local_addr = local};
+    sockaddr_text(sa, peer, &addrs.peer_port);
+    /* The address the client connected to (smtpd_session_local_addr). */
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        ss.ss_family = AF_UNSPEC;
+    sockaddr_text((struct sockaddr *)&ss, local, &addrs.local_port);
     /* Replies are whole and small: send each at once (no Nagle delay). */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -315,7 +332,7 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
     }
     c->out = evbuffer_new();
     c->answer_ev = evtimer_new(base, answer_timeout, c);
-    c->chan = c->out && c->answer_ev ? channel_new(params, &transport, c, addr, port, id) : NULL;
+    c->chan = c->out && c->answer_ev ? channel_new(params, &transport, c, &addrs, id) : NULL;
     if (!c->chan) {
         if (c->answer_ev)
             event_free(c->answer_ev);

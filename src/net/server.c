@@ -71,6 +71,8 @@ const char *smtpd_strerror(enum smtpd_err err)
         return "cannot listen on address";
     case SMTPD_ERR_STATE:
         return "not allowed in this state";
+    case SMTPD_ERR_REPLY:
+        return "reply code not allowed here (200-599; 3xx only for an extension command)";
     }
     return "unknown error";
 }
@@ -112,7 +114,7 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
     enum smtpd_err dummy;
     if (!err)
         err = &dummy;
-    if (!base || !cfg || !handler || !handler->on_message ||
+    if (!base || !cfg || smtpd_handler_check(handler, NULL, 0) != SMTPD_OK ||
         (cfg->decode_data && cfg->enable_smtputf8)) {
         *err = SMTPD_ERR_CONFIG;
         return NULL;

@@ -43,11 +43,16 @@ static bool is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-enum cmd_verb cmd_split(const char *line, size_t len, const char **arg, size_t *arg_len)
+size_t cmd_verb_len(const char *line, size_t len)
 {
     const char *sp = memchr(line, ' ', len);
-    size_t vlen = sp ? (size_t)(sp - line) : len;
-    const char *a = sp ? sp + 1 : line + len;
+    return sp ? (size_t)(sp - line) : len;
+}
+
+enum cmd_verb cmd_split(const char *line, size_t len, const char **arg, size_t *arg_len)
+{
+    size_t vlen = cmd_verb_len(line, len);
+    const char *a = vlen < len ? line + vlen + 1 : line + len;
     const char *e = line + len;
     while (a < e && is_space(*a))
         a++;

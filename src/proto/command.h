@@ -30,6 +30,9 @@ enum cmd_verb {
  *  (*arg_len 0 when there is none). */
 enum cmd_verb cmd_split(const char *line, size_t len, const char **arg, size_t *arg_len);
 
+/** Length of a command line's verb: the bytes before its first space. */
+size_t cmd_verb_len(const char *line, size_t len);
+
 /** Verb by name (case-insensitive), CMD_UNKNOWN if none. */
 enum cmd_verb cmd_lookup(const char *name, size_t len);
 

@@ -36,6 +36,14 @@ size_t reply_format(char *buf, int code, bool more, const char *enh, const char 
     return len;
 }
 
+size_t reply_format_lines(char *buf, int code, const char *enh, const char *const *lines, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        o += reply_format(buf + o, code, i + 1 < n, enh, lines[i]);
+    return o;
+}
+
 size_t utf8_seq_len(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];

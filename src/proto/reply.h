@@ -19,6 +19,11 @@
  */
 size_t reply_format(char *buf, int code, bool more, const char *enh, const char *text);
 
+/** A multi-line reply (RFC 5321 4.2.1): @p n lines (n >= 1), each as
+ *  reply_format() makes it, all but the last with '-'. @p buf has room for
+ *  n * REPLY_LINE_MAX bytes. @return the length written. */
+size_t reply_format_lines(char *buf, int code, const char *enh, const char *const *lines, size_t n);
+
 /** Whether @p s (of @p len bytes) is valid UTF-8 (RFC 3629: no overlongs,
  *  no surrogates, nothing above U+10FFFF). */
 bool utf8_valid(const char *s, size_t len);

@@ -6,6 +6,7 @@
 #include "channel.h"
 #include "command.h"
 #include "data.h"
+#include "extension.h"
 #include "line.h"
 #include "reply.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* RFC 5321 4.5.3.1.4: 512 octets per command line (counted without CRLF, as
  * smtpd does); MAIL may grow by SIZE=n (RFC 1870: 26) and SMTPUTF8 (10). */
@@ -30,7 +32,19 @@ enum chan_state {
 };
 
 /* The handler step waiting for an answer. */
-enum pending_step { STEP_NONE, STEP_CONNECT, STEP_MAIL, STEP_RCPT, STEP_DATA };
+enum pending_step {
+    STEP_NONE,
+    STEP_CONNECT,  /* on_connect */
+    STEP_HELO,     /* on_helo */
+    STEP_MAIL,     /* on_mail */
+    STEP_RCPT,     /* on_rcpt */
+    STEP_DATA_CMD, /* on_data: the DATA command, before 354 */
+    STEP_DATA,     /* on_message: after the final dot */
+    STEP_EXT,      /* an extension command's fn */
+};
+
+/* Lines a multi-line answer may have. */
+#define ANSWER_MAX_LINES 64
 
 struct txn {
     char *reverse_path; /* NULL: no MAIL yet */
@@ -52,21 +66,23 @@ struct smtpd_session {
     const struct chan_transport *tr;
     void *io;
     unsigned long id;
-    char peer_addr[64];
-    uint16_t peer_port;
     void *user_data;
+    char peer_addr[64];
+    char local_addr[64];
+    uint16_t peer_port;
+    uint16_t local_port;
 
     enum chan_state state;
-    char *helo;        /* HELO/EHLO argument, NULL before */
-    bool extended;     /* EHLO was used: enhanced codes, bigger MAIL lines */
-    bool draining;     /* server shutdown: close when idle */
-    bool in_feed;      /* inside channel_feed(): completions need no resume */
-    bool in_callback;  /* inside a handler callback: answers are applied on return */
-    bool seen_command; /* a first command line came (see http_request) */
+    bool extended;       /* EHLO was used: enhanced codes, bigger MAIL lines */
+    bool draining;       /* server shutdown: close when idle */
+    bool in_feed;        /* inside channel_feed(): completions need no resume */
+    bool in_callback;    /* inside a handler callback: answers are applied on return */
+    bool seen_command;   /* a first command line came (see http_request) */
+    bool closed_in_data; /* it closed during DATA, for the transaction log */
+    char *helo;          /* HELO/EHLO argument, NULL before */
     unsigned long n_messages;
     unsigned errors;        /* replies to bad commands, for max_errors */
     const char *end_reason; /* why the session closes, for the transaction log */
-    bool closed_in_data;    /* it closed during DATA, for the transaction log */
     /* Who gave the handler's answer (channel_reply_origin), for the log. */
     const char *origin;
 
@@ -76,11 +92,25 @@ struct smtpd_session {
 
     /* The handler step awaiting an answer, and the answer once given. */
     enum pending_step step;
-    bool answered;
     int answer_code;
-    char *candidate; /* forward-path being asked about in STEP_RCPT */
-    char answer[REPLY_LINE_MAX];
+    bool answered;
+    bool greeting_esmtp;
+    /* STEP_EXT: the built-in run the extension asked for (below). */
+    bool run_builtin;
+    char *candidate;    /* forward-path being asked about in STEP_RCPT */
+    char *greeting;     /* HELO/EHLO argument being asked about in STEP_HELO */
+    char *answer_lines; /* a multi-line answer instead of answer (malloc'd) */
     size_t answer_len;
+    char answer[REPLY_LINE_MAX];
+
+    /* STEP_EXT: the extension command being answered, the built-in verb it
+     * replaces (CMD_UNKNOWN: none), and the parameters of the built-in run. */
+    const struct smtpd_command *ext;
+    enum cmd_verb ext_verb;
+    char *builtin_params;
+    size_t builtin_len;
+    /* After an extension's 3xx answer: the next line is its continuation. */
+    const struct smtpd_command *cont;
 };
 
 static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len);
@@ -116,7 +146,8 @@ static const struct command {
     [CMD_HELP] = {cmd_help, 0, NULL},
 };
 
-#define SUPPORTED "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"
+/* The built-in commands HELP lists, before the extensions'. */
+#define SUPPORTED "EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"
 
 /* ---- logging ---- */
 
@@ -303,32 +334,98 @@ static bool valid_enh(const char *e, int code)
 }
 
 static void finish_step(struct smtpd_session *s);
+static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *arg, size_t len);
 static bool idle(const struct smtpd_session *s);
 static void shutdown_now(struct smtpd_session *s);
 
-enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
-                           const char *text)
+/* The answer of the step in flight: stored, then applied by finish_step()
+ * (at once, or on return from the callback). */
+static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char *enhanced,
+                                  const char *const *lines, size_t n)
 {
     if (s->step == STEP_NONE || s->answered)
         return SMTPD_ERR_STATE;
-    /* 3xx replies (354) are the protocol's own, never a handler's answer. */
-    if (code < 200 || code > 599 || (code >= 300 && code < 400))
+    /* 3xx replies (354) are the protocol's own; only an extension command
+     * may ask for a continuation with one. */
+    if (code < 200 || code > 599 || (code / 100 == 3 && s->step != STEP_EXT))
+        return SMTPD_ERR_REPLY;
+    /* RFC 3463 has no class 3: a 3xx carries no enhanced code. */
+    if (enhanced && (code / 100 == 3 || !valid_enh(enhanced, code)))
         return SMTPD_ERR_CONFIG;
-    if (!valid_enh(enhanced, code))
+    if (n == 0 || n > ANSWER_MAX_LINES)
+        return SMTPD_ERR_CONFIG;
+    if (!enhanced && code / 100 != 3)
         enhanced = default_enh(s->step, code);
-    if (!text)
-        text = code < 300 ? "OK" : code < 500 ? "Error: try again later" : "Error: refused";
+    const char *enh = s->extended ? enhanced : NULL;
     if (s->step == STEP_CONNECT) {
+        /* The greeting names us first (RFC 5321 4.2). */
         char t[REPLY_LINE_MAX];
-        snprintf(t, sizeof(t), "%s %s", s->params->cfg.hostname, text);
-        s->answer_len = reply_format(s->answer, code, false, NULL, t);
+        snprintf(t, sizeof(t), "%s %s", s->params->cfg.hostname, lines[0]);
+        s->answer_len = reply_format(s->answer, code, n > 1, NULL, t);
+        if (n > 1) {
+            s->answer_lines = malloc(n * REPLY_LINE_MAX);
+            if (!s->answer_lines)
+                return SMTPD_ERR_NOMEM;
+            memcpy(s->answer_lines, s->answer, s->answer_len);
+            s->answer_len +=
+                reply_format_lines(s->answer_lines + s->answer_len, code, NULL, lines + 1, n - 1);
+        }
+    } else if (n == 1) {
+        s->answer_len = reply_format(s->answer, code, false, enh, lines[0]);
     } else {
-        s->answer_len = reply_format(s->answer, code, false, s->extended ? enhanced : NULL, text);
+        s->answer_lines = malloc(n * REPLY_LINE_MAX);
+        if (!s->answer_lines)
+            return SMTPD_ERR_NOMEM;
+        s->answer_len = reply_format_lines(s->answer_lines, code, enh, lines, n);
     }
     s->answered = true;
     s->answer_code = code;
     if (!s->in_callback) {
         /* A pending answer from the event loop: apply it and read on. */
+        finish_step(s);
+        if (!s->in_feed && s->state != ST_CLOSED)
+            s->tr->resume(s->io);
+    }
+    return SMTPD_OK;
+}
+
+enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
+                           const char *text)
+{
+    if (!text)
+        text = code < 300   ? "OK"
+               : code < 400 ? "Go ahead"
+               : code < 500 ? "Error: try again later"
+                            : "Error: refused";
+    return give_answer(s, code, enhanced, &text, 1);
+}
+
+enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, const char *enhanced,
+                                 const char *const *lines, size_t n)
+{
+    if (!lines && n > 0)
+        return SMTPD_ERR_CONFIG;
+    for (size_t i = 0; i < n; i++)
+        if (!lines[i])
+            return SMTPD_ERR_CONFIG;
+    return give_answer(s, code, enhanced, lines, n);
+}
+
+enum smtpd_err smtpd_run_builtin(struct smtpd_session *s, const char *params, size_t len)
+{
+    if (s->step != STEP_EXT || s->answered || s->ext_verb == CMD_UNKNOWN || (!params && len))
+        return SMTPD_ERR_STATE;
+    s->builtin_params = malloc(len + 1);
+    if (!s->builtin_params)
+        return SMTPD_ERR_NOMEM;
+    if (len)
+        memcpy(s->builtin_params, params, len);
+    s->builtin_params[len] = '\0';
+    s->builtin_len = len;
+    s->run_builtin = true;
+    s->answered = true;
+    s->answer_code = 0;
+    if (!s->in_callback) {
         finish_step(s);
         if (!s->in_feed && s->state != ST_CLOSED)
             s->tr->resume(s->io);
@@ -387,6 +484,54 @@ static void set_greeting(struct smtpd_session *s, const char *arg, size_t len, b
     s->extended = extended;
 }
 
+/* The EHLO reply: the keyword lines of ehlo.c, as the handler's on_ehlo
+ * leaves them, in one write. */
+static void ehlo_reply_send(struct smtpd_session *s)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    struct smtpd_ehlo e;
+    ehlo_init(&e, &s->params->cfg, h->commands, h->n_commands);
+    if (h->on_ehlo)
+        h->on_ehlo(h->arg, s, &e);
+    size_t len;
+    char *buf = ehlo_reply(&e, s->params->cfg.hostname, &len);
+    if (!buf) {
+        reply_nomem(s);
+        return;
+    }
+    send_raw(s, buf, len);
+    free(buf);
+}
+
+/* The greeting was accepted (by on_helo, or there is none). */
+static void accept_greeting(struct smtpd_session *s, const char *arg, size_t len, bool esmtp)
+{
+    set_greeting(s, arg, len, esmtp);
+    if (!s->helo)
+        return;
+    if (esmtp)
+        ehlo_reply_send(s);
+    else
+        reply(s, 250, NULL, s->params->cfg.hostname);
+}
+
+static void greeting(struct smtpd_session *s, const char *arg, size_t len, bool esmtp)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    if (!h->on_helo) {
+        accept_greeting(s, arg, len, esmtp);
+        return;
+    }
+    s->greeting = dup_slice(arg, len);
+    if (!s->greeting) {
+        reply_nomem(s);
+        return;
+    }
+    s->greeting_esmtp = esmtp;
+    begin_step(s, STEP_HELO);
+    ask(s, h->on_helo(h->arg, s, s->greeting, esmtp));
+}
+
 static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
 {
     if (len == 0) {
@@ -398,38 +543,16 @@ static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 503, "5.5.1", "Duplicate HELO/EHLO");
         return;
     }
-    set_greeting(s, arg, len, false);
-    if (s->helo)
-        reply(s, 250, NULL, s->params->cfg.hostname);
+    greeting(s, arg, len, false);
 }
 
 static void cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 {
-    const struct smtpd_config *cfg = &s->params->cfg;
     if (len == 0) {
         reply(s, 501, "5.5.4", "Syntax: EHLO hostname");
         return;
     }
-    set_greeting(s, arg, len, true);
-    if (!s->helo)
-        return;
-    char kw[6][40];
-    size_t n = 0;
-    if (cfg->data_size_limit)
-        snprintf(kw[n++], sizeof(kw[0]), "SIZE %zu", cfg->data_size_limit);
-    if (!cfg->decode_data)
-        snprintf(kw[n++], sizeof(kw[0]), "8BITMIME");
-    if (cfg->enable_smtputf8)
-        snprintf(kw[n++], sizeof(kw[0]), "SMTPUTF8");
-    snprintf(kw[n++], sizeof(kw[0]), "PIPELINING");
-    snprintf(kw[n++], sizeof(kw[0]), "ENHANCEDSTATUSCODES");
-    snprintf(kw[n++], sizeof(kw[0]), "HELP");
-    /* The whole multi-line reply goes out in one write. */
-    char buf[REPLY_LINE_MAX * 7];
-    size_t len_out = reply_format(buf, 250, true, NULL, cfg->hostname);
-    for (size_t i = 0; i < n; i++)
-        len_out += reply_format(buf + len_out, 250, i + 1 < n, NULL, kw[i]);
-    send_raw(s, buf, len_out);
+    greeting(s, arg, len, true);
 }
 
 /* Check MAIL parameters (RFC 1870, 6152, 6531) as smtpd does; on success
@@ -620,6 +743,14 @@ static bool add_forward_path(struct txn *t, char *fp)
     return true;
 }
 
+static void start_data(struct smtpd_session *s)
+{
+    data_engine_init(&s->txn.de, s->params->cfg.data_size_limit,
+                     (enum data_bare_policy)s->params->cfg.bare_lf);
+    s->state = ST_DATA;
+    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+}
+
 static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
 {
     (void)arg;
@@ -627,10 +758,13 @@ static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 501, "5.5.4", "Syntax: DATA");
         return;
     }
-    data_engine_init(&s->txn.de, s->params->cfg.data_size_limit,
-                     (enum data_bare_policy)s->params->cfg.bare_lf);
-    s->state = ST_DATA;
-    reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    const struct smtpd_handler *h = &s->params->handler;
+    if (!h->on_data) {
+        start_data(s);
+        return;
+    }
+    begin_step(s, STEP_DATA_CMD);
+    ask(s, h->on_data(h->arg, s));
 }
 
 static void cmd_rset(struct smtpd_session *s, const char *arg, size_t len)
@@ -687,16 +821,55 @@ static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len)
     reply(s, 502, "5.5.1", "EXPN not implemented");
 }
 
+static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
+                                                  size_t n);
+
+/* "Supported commands: ...": the built-ins, then every extension verb that
+ * is not a built-in's, in lines that fit a reply. */
+static void reply_supported(struct smtpd_session *s, int code, const char *enh)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    char lines[8][REPLY_LINE_MAX - 20];
+    const char *ptrs[8];
+    size_t n = 0;
+    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s", SUPPORTED);
+    for (size_t i = 0; i < h->n_commands; i++) {
+        const char *verb = h->commands[i].verb;
+        if (cmd_lookup(verb, strlen(verb)) != CMD_UNKNOWN)
+            continue;
+        if ((size_t)o + strlen(verb) + 2 > sizeof(lines[0]) - 1) {
+            if (n + 1 == sizeof(lines) / sizeof(lines[0]))
+                break;
+            o = 0;
+            lines[++n][0] = '\0';
+        }
+        o += snprintf(lines[n] + o, sizeof(lines[0]) - (size_t)o, "%s%s", o ? " " : "", verb);
+    }
+    for (size_t i = 0; i <= n; i++)
+        ptrs[i] = lines[i];
+    char buf[sizeof(lines) / sizeof(lines[0]) * REPLY_LINE_MAX];
+    if (code >= 500)
+        s->errors++;
+    send_raw(s, buf, reply_format_lines(buf, code, s->extended ? enh : NULL, ptrs, n + 1));
+}
+
 static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
 {
     if (len == 0) {
-        reply(s, 250, "2.0.0", SUPPORTED);
+        reply_supported(s, 250, "2.0.0");
+        return;
+    }
+    const struct smtpd_command *ext = find_extension(s, arg, len);
+    if (ext) {
+        char t[REPLY_LINE_MAX];
+        snprintf(t, sizeof(t), "Syntax: %s", ext->help ? ext->help : ext->verb);
+        reply(s, 250, "2.0.0", t);
         return;
     }
     enum cmd_verb v = cmd_lookup(arg, len);
     const char *syntax = commands[v].syntax;
     if (v == CMD_UNKNOWN || !syntax) {
-        reply(s, 501, "5.5.4", SUPPORTED);
+        reply_supported(s, 501, "5.5.4");
         return;
     }
     char t[128];
@@ -810,10 +983,19 @@ static void finish_step(struct smtpd_session *s)
     enum pending_step step = s->step;
     bool answered = s->answered;
     int code = answered ? s->answer_code : 250;
+    bool builtin = s->run_builtin;
     s->step = STEP_NONE;
     s->answered = false;
-    if (answered)
-        send_raw(s, s->answer, s->answer_len);
+    s->run_builtin = false;
+    /* An accepted greeting or DATA gets the built-in reply instead. */
+    bool accepted = answered && code < 300 && (step == STEP_HELO || step == STEP_DATA_CMD);
+    if (answered && !builtin && !accepted) {
+        if (step == STEP_EXT && ((code >= 500 && code <= 503) || code == 555))
+            s->errors++;
+        send_raw(s, s->answer_lines ? s->answer_lines : s->answer, s->answer_len);
+    }
+    free(s->answer_lines);
+    s->answer_lines = NULL;
 
     switch (step) {
     case STEP_CONNECT:
@@ -859,6 +1041,34 @@ static void finish_step(struct smtpd_session *s)
         if (code < 300)
             s->n_messages++;
         txn_clear(s, NULL);
+        break;
+    }
+    case STEP_HELO: {
+        char *g = s->greeting;
+        s->greeting = NULL;
+        if (code < 300)
+            accept_greeting(s, g, strlen(g), s->greeting_esmtp);
+        free(g);
+        break;
+    }
+    case STEP_DATA_CMD:
+        if (code < 300)
+            start_data(s);
+        break;
+    case STEP_EXT: {
+        const struct smtpd_command *ext = s->ext;
+        enum cmd_verb verb = s->ext_verb;
+        s->ext = NULL;
+        if (builtin) {
+            char *p = s->builtin_params;
+            s->builtin_params = NULL;
+            run_builtin(s, verb, p, s->builtin_len);
+            free(p);
+        } else if (!answered) {
+            reply(s, 250, "2.0.0", "OK");
+        } else if (code / 100 == 3) {
+            s->cont = ext;
+        }
         break;
     }
     case STEP_NONE:
@@ -916,10 +1126,72 @@ static void end_of_data(struct smtpd_session *s)
     ask(s, h->on_message(h->arg, s, &s->msg));
 }
 
+static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
+                                                  size_t n)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    for (size_t i = 0; i < h->n_commands; i++) {
+        const char *v = h->commands[i].verb;
+        if (v && strlen(v) == n && strncasecmp(v, verb, n) == 0)
+            return &h->commands[i];
+    }
+    return NULL;
+}
+
+/* A built-in command, if what it needs came first. */
+static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *arg, size_t len)
+{
+    const struct command *c = &commands[v];
+    if ((c->need & NEED_GREETING) && !s->helo) {
+        reply(s, 503, "5.5.1", "Error: send HELO first");
+        return;
+    }
+    if ((c->need & NEED_MAIL) && !s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if ((c->need & NEED_RCPT) && s->txn.n_forward_paths == 0) {
+        reply(s, 503, "5.5.1", "Error: need RCPT command");
+        return;
+    }
+    c->fn(s, arg, len);
+}
+
+/* An extension command (or a continuation of one, @p verb CMD_UNKNOWN):
+ * its flags checked as a built-in's needs are, then its fn is a step. */
+static void run_extension(struct smtpd_session *s, const struct smtpd_command *ext,
+                          enum cmd_verb verb, const char *arg, size_t len)
+{
+    if ((ext->flags & SMTPD_CMD_NEED_GREETING) && !s->helo) {
+        reply(s, 503, "5.5.1", "Error: send HELO first");
+        return;
+    }
+    if ((ext->flags & SMTPD_CMD_NEED_MAIL) && !s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: need MAIL command");
+        return;
+    }
+    if ((ext->flags & SMTPD_CMD_NO_TRANSACTION) && s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: not allowed in a transaction");
+        return;
+    }
+    const struct smtpd_handler *h = &s->params->handler;
+    s->ext = ext;
+    s->ext_verb = verb;
+    begin_step(s, STEP_EXT);
+    ask(s, ext->fn(h->arg, s, arg, len));
+}
+
 static void command_line(struct smtpd_session *s, const char *line, size_t len)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
     log_wire(s, "<", line, len);
+    if (s->cont) {
+        /* The answer to an extension's 3xx: its, whatever it holds. */
+        const struct smtpd_command *ext = s->cont;
+        s->cont = NULL;
+        run_extension(s, ext, CMD_UNKNOWN, line, len);
+        return;
+    }
     if (len == 0) {
         reply(s, 500, "5.5.2", "Error: bad syntax");
         return;
@@ -951,24 +1223,16 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
         reply(s, 500, "5.5.2", "Error: line too long");
         return;
     }
+    const struct smtpd_command *ext = find_extension(s, line, cmd_verb_len(line, len));
+    if (ext) {
+        run_extension(s, ext, v, arg, arg_len);
+        return;
+    }
     if (v == CMD_UNKNOWN) {
         reply(s, 500, "5.5.1", "Error: command not recognized");
         return;
     }
-    const struct command *c = &commands[v];
-    if ((c->need & NEED_GREETING) && !s->helo) {
-        reply(s, 503, "5.5.1", "Error: send HELO first");
-        return;
-    }
-    if ((c->need & NEED_MAIL) && !s->txn.reverse_path) {
-        reply(s, 503, "5.5.1", "Error: need MAIL command");
-        return;
-    }
-    if ((c->need & NEED_RCPT) && s->txn.n_forward_paths == 0) {
-        reply(s, 503, "5.5.1", "Error: need RCPT command");
-        return;
-    }
-    c->fn(s, arg, arg_len);
+    run_builtin(s, v, arg, arg_len);
 }
 
 static size_t line_limit(const struct smtpd_session *s)
@@ -1049,8 +1313,7 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
 /* ---- life cycle ---- */
 
 struct smtpd_session *channel_new(const struct chan_params *params, const struct chan_transport *tr,
-                                  void *io, const char *peer_addr, uint16_t peer_port,
-                                  unsigned long id)
+                                  void *io, const struct chan_addrs *addrs, unsigned long id)
 {
     struct smtpd_session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -1059,8 +1322,10 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     s->tr = tr;
     s->io = io;
     s->id = id;
-    snprintf(s->peer_addr, sizeof(s->peer_addr), "%s", peer_addr);
-    s->peer_port = peer_port;
+    snprintf(s->peer_addr, sizeof(s->peer_addr), "%s", addrs->peer_addr);
+    s->peer_port = addrs->peer_port;
+    snprintf(s->local_addr, sizeof(s->local_addr), "%s", addrs->local_addr);
+    s->local_port = addrs->local_port;
     s->state = ST_COMMAND;
     line_reader_init(&s->lr);
     return s;
@@ -1109,9 +1374,12 @@ void channel_answer_timeout(struct smtpd_session *s)
 {
     static const char *const names[] = {[STEP_NONE] = "",
                                         [STEP_CONNECT] = "the connection",
+                                        [STEP_HELO] = "HELO/EHLO",
                                         [STEP_MAIL] = "MAIL",
                                         [STEP_RCPT] = "RCPT",
-                                        [STEP_DATA] = "the message"};
+                                        [STEP_DATA_CMD] = "DATA",
+                                        [STEP_DATA] = "the message",
+                                        [STEP_EXT] = "an extension command"};
     if (s->state == ST_CLOSED || s->step == STEP_NONE || s->answered)
         return;
     smtpd_session_log(s, SMTPD_LOG_WARNING, "the handler gave no answer to %s within %u s",
@@ -1168,6 +1436,9 @@ void channel_free(struct smtpd_session *s)
     free_strv(s->txn.forward_paths, s->txn.n_forward_paths);
     free(s->txn.data.p);
     free(s->candidate);
+    free(s->greeting);
+    free(s->answer_lines);
+    free(s->builtin_params);
     free(s->helo);
     free(s);
 }
@@ -1202,4 +1473,38 @@ const char *smtpd_session_helo(const struct smtpd_session *s)
 bool smtpd_session_esmtp(const struct smtpd_session *s)
 {
     return s->extended;
+}
+
+const char *smtpd_session_reverse_path(const struct smtpd_session *s)
+{
+    return s->txn.reverse_path;
+}
+
+const char *const *smtpd_session_forward_paths(const struct smtpd_session *s, size_t *n)
+{
+    static const char *const none[1] = {NULL};
+    *n = s->txn.n_forward_paths;
+    return s->txn.forward_paths ? (const char *const *)s->txn.forward_paths : none;
+}
+
+enum smtpd_session_state smtpd_session_state(const struct smtpd_session *s)
+{
+    return s->state == ST_CLOSED ? SMTPD_SESSION_CLOSED
+           : s->state == ST_DATA ? SMTPD_SESSION_DATA
+                                 : SMTPD_SESSION_COMMAND;
+}
+
+const char *smtpd_session_hostname(const struct smtpd_session *s)
+{
+    return s->params->cfg.hostname;
+}
+
+const char *smtpd_session_local_addr(const struct smtpd_session *s)
+{
+    return s->local_addr;
+}
+
+uint16_t smtpd_session_local_port(const struct smtpd_session *s)
+{
+    return s->local_port;
 }

@@ -45,10 +45,17 @@ enum chan_phase {
     PHASE_CLOSED,  /* closing: read nothing more */
 };
 
-/** Create a channel for a client. @p peer_addr is copied. NULL: no memory. */
+/** Both ends of a client's connection, numeric text and ports. */
+struct chan_addrs {
+    const char *peer_addr;
+    uint16_t peer_port;
+    const char *local_addr;
+    uint16_t local_port;
+};
+
+/** Create a channel for a client. The addresses are copied. NULL: no memory. */
 struct smtpd_session *channel_new(const struct chan_params *params, const struct chan_transport *tr,
-                                  void *io, const char *peer_addr, uint16_t peer_port,
-                                  unsigned long id);
+                                  void *io, const struct chan_addrs *addrs, unsigned long id);
 
 /** Run on_connect and send the greeting (or the refusal). */
 void channel_start(struct smtpd_session *s);

@@ -3,411 +3,7 @@
  * dialogues through a fake transport that records what the channel writes,
  * with a handler whose callbacks record what they get and answer as told.
  */
-#include "unit_util.h"
-
-#include "channel.h"
-#include "reply.h"
-
-#define HOST "test.example"
-#define GREETING "220 " HOST " smtpd " SMTPD_VERSION " ESMTP\r\n"
-#define PEER "192.0.2.1"
-#define PEER_PORT 4242
-
-/* ---- fake transport ---- */
-
-struct fake_io {
-    char *out; /* bytes written since the last check */
-    size_t len, cap;
-    unsigned n_writes; /* write calls since the last check */
-    unsigned n_close, n_resume;
-    size_t after_close; /* bytes written after close */
-    size_t backlog;     /* backlogged() once this many bytes wait; 0: never */
-};
-
-static void io_write(void *io, const char *buf, size_t len)
-{
-    struct fake_io *f = io;
-    assert_true(len > 0);
-    if (f->n_close)
-        f->after_close += len;
-    if (f->len + len + 1 > f->cap) {
-        size_t cap = f->cap ? f->cap : 1024;
-        while (cap < f->len + len + 1)
-            cap *= 2;
-        f->out = realloc(f->out, cap);
-        assert_non_null(f->out);
-        f->cap = cap;
-    }
-    memcpy(f->out + f->len, buf, len);
-    f->len += len;
-    f->out[f->len] = '\0';
-    f->n_writes++;
-}
-
-static void io_close(void *io)
-{
-    ((struct fake_io *)io)->n_close++;
-}
-
-static void io_resume(void *io)
-{
-    ((struct fake_io *)io)->n_resume++;
-}
-
-static bool io_backlogged(void *io)
-{
-    const struct fake_io *f = io;
-    return f->backlog && f->len >= f->backlog;
-}
-
-static const struct chan_transport fake_transport = {io_write, io_close, io_resume, io_backlogged};
-
-/* ---- recording handler ---- */
-
-struct msg_copy {
-    char *peer_addr;
-    uint16_t peer_port;
-    char *helo;
-    char *reverse_path;
-    char **forward_paths;
-    size_t n_forward_paths;
-    char **mail_options;
-    size_t n_mail_options;
-    size_t n_rcpt_options;
-    bool smtputf8;
-    bool esmtp;
-    char *data;
-    size_t data_len;
-};
-
-struct rec {
-    /* How to answer; 0 codes mean the default answer (SMTPD_DONE). */
-    int connect_code;
-    bool connect_pending;
-    int mail_code;
-    const char *mail_enh;
-    const char *refuse_mail; /* refuse only this reverse-path (else all) */
-    bool mail_pending;
-    int rcpt_code;
-    const char *rcpt_enh;
-    const char *refuse_rcpt; /* refuse only this forward-path (else all) */
-    bool rcpt_pending;
-    int message_code;
-    const char *message_enh;
-    const char *message_text;
-    bool message_pending;
-
-    /* What happened. */
-    unsigned n_connect, n_mail, n_rcpt, n_message, n_reset, n_close;
-    char *last_mail;
-    char **mail_params;
-    size_t n_mail_params;
-    char *last_rcpt;
-    struct msg_copy msg;
-    const char *msg_data_ptr; /* msg->data as handed over */
-    size_t msg_data_len;
-    struct smtpd_session *waiting; /* the session of a pending callback */
-    struct smtpd_session *closed;  /* the session on_close was called for */
-};
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "(null)");
-    assert_non_null(d);
-    return d;
-}
-
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static char **copy_strv(const char *const *v, size_t n)
-{
-    char **c = calloc(n + 1, sizeof(char *));
-    assert_non_null(c);
-    for (size_t i = 0; i < n; i++)
-        c[i] = xstrdup(v[i]);
-    return c;
-}
-
-static void msg_free(struct msg_copy *m)
-{
-    free(m->peer_addr);
-    free(m->helo);
-    free(m->reverse_path);
-    free_strv(m->forward_paths, m->n_forward_paths);
-    free_strv(m->mail_options, m->n_mail_options);
-    free(m->data);
-    memset(m, 0, sizeof(*m));
-}
-
-static enum smtpd_verdict on_connect(void *arg, struct smtpd_session *s)
-{
-    struct rec *r = arg;
-    r->n_connect++;
-    assert_string_equal(smtpd_session_peer_addr(s), PEER);
-    assert_int_equal(smtpd_session_peer_port(s), PEER_PORT);
-    assert_null(smtpd_session_helo(s));
-    if (r->connect_pending) {
-        r->waiting = s;
-        return SMTPD_PENDING;
-    }
-    if (r->connect_code)
-        assert_int_equal(smtpd_reply(s, r->connect_code, NULL, NULL), SMTPD_OK);
-    return SMTPD_DONE;
-}
-
-static enum smtpd_verdict on_mail(void *arg, struct smtpd_session *s, const char *reverse_path,
-                                  const char *const *params, size_t n_params)
-{
-    struct rec *r = arg;
-    r->n_mail++;
-    free(r->last_mail);
-    r->last_mail = xstrdup(reverse_path);
-    free_strv(r->mail_params, r->n_mail_params);
-    r->mail_params = copy_strv(params, n_params);
-    r->n_mail_params = n_params;
-    if (r->mail_pending) {
-        r->waiting = s;
-        return SMTPD_PENDING;
-    }
-    if (r->mail_code && (!r->refuse_mail || strcmp(r->refuse_mail, reverse_path) == 0))
-        assert_int_equal(smtpd_reply(s, r->mail_code, r->mail_enh, NULL), SMTPD_OK);
-    return SMTPD_DONE;
-}
-
-static enum smtpd_verdict on_rcpt(void *arg, struct smtpd_session *s, const char *forward_path,
-                                  const char *const *params, size_t n_params)
-{
-    struct rec *r = arg;
-    (void)params;
-    r->n_rcpt++;
-    assert_int_equal(n_params, 0);
-    free(r->last_rcpt);
-    r->last_rcpt = xstrdup(forward_path);
-    if (r->rcpt_pending) {
-        r->waiting = s;
-        return SMTPD_PENDING;
-    }
-    if (r->rcpt_code && (!r->refuse_rcpt || strcmp(r->refuse_rcpt, forward_path) == 0))
-        assert_int_equal(smtpd_reply(s, r->rcpt_code, r->rcpt_enh, NULL), SMTPD_OK);
-    return SMTPD_DONE;
-}
-
-static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
-                                     const struct smtpd_message *m)
-{
-    struct rec *r = arg;
-    r->n_message++;
-    msg_free(&r->msg);
-    r->msg.peer_addr = xstrdup(m->peer_addr);
-    r->msg.peer_port = m->peer_port;
-    r->msg.helo = xstrdup(m->helo);
-    r->msg.reverse_path = xstrdup(m->reverse_path);
-    r->msg.forward_paths = copy_strv(m->forward_paths, m->n_forward_paths);
-    r->msg.n_forward_paths = m->n_forward_paths;
-    r->msg.mail_options = copy_strv(m->mail_options, m->n_mail_options);
-    r->msg.n_mail_options = m->n_mail_options;
-    r->msg.n_rcpt_options = m->n_rcpt_options;
-    r->msg.smtputf8 = m->smtputf8;
-    r->msg.esmtp = m->esmtp;
-    assert_non_null(m->data);
-    r->msg.data = malloc(m->data_len + 1);
-    assert_non_null(r->msg.data);
-    memcpy(r->msg.data, m->data, m->data_len);
-    r->msg.data[m->data_len] = '\0';
-    r->msg.data_len = m->data_len;
-    r->msg_data_ptr = m->data;
-    r->msg_data_len = m->data_len;
-    if (r->message_pending) {
-        r->waiting = s;
-        return SMTPD_PENDING;
-    }
-    if (r->message_code)
-        assert_int_equal(smtpd_reply(s, r->message_code, r->message_enh, r->message_text),
-                         SMTPD_OK);
-    return SMTPD_DONE;
-}
-
-static void on_reset(void *arg, struct smtpd_session *s)
-{
-    (void)s;
-    ((struct rec *)arg)->n_reset++;
-}
-
-static void on_close(void *arg, struct smtpd_session *s)
-{
-    struct rec *r = arg;
-    r->n_close++;
-    r->closed = s;
-    if (r->waiting == s)
-        r->waiting = NULL;
-}
-
-/* ---- fixture ---- */
-
-struct fx {
-    struct chan_params params;
-    struct fake_io io;
-    struct rec rec;
-    struct smtpd_session *s;
-    const char *ctx; /* table row, for failure messages */
-};
-
-static struct fx *fx_new(void)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    smtpd_config_init(&f->params.cfg);
-    f->params.cfg.hostname = HOST;
-    f->params.handler = (struct smtpd_handler){
-        .on_connect = on_connect,
-        .on_mail = on_mail,
-        .on_rcpt = on_rcpt,
-        .on_message = on_message,
-        .on_reset = on_reset,
-        .on_close = on_close,
-        .arg = &f->rec,
-    };
-    f->ctx = "";
-    return f;
-}
-
-static void fx_free(struct fx *f)
-{
-    if (!f)
-        return;
-    channel_free(f->s);
-    free(f->io.out);
-    free(f->rec.last_mail);
-    free(f->rec.last_rcpt);
-    free_strv(f->rec.mail_params, f->rec.n_mail_params);
-    msg_free(&f->rec.msg);
-    free(f);
-}
-
-static int setup(void **state)
-{
-    *state = fx_new();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_free(*state);
-    return 0;
-}
-
-/* Forget what was written so far. */
-static void out_clear(struct fx *f)
-{
-    f->io.len = 0;
-    f->io.n_writes = 0;
-    if (f->io.out)
-        f->io.out[0] = '\0';
-}
-
-/* The output since the last check must be exactly @p want. */
-static void expect_out(struct fx *f, const char *want)
-{
-    unit_check_str(f->ctx, f->io.out, f->io.len, want);
-    out_clear(f);
-}
-
-/* The output since the last check must be the single-line replies listed in
- * @p codes, separated by '|': "250 2.1.0" (code and enhanced code), "354"
- * (code, no enhanced code), "252 *" (code, any text). */
-static void expect_replies(struct fx *f, const char *codes)
-{
-    const char *o = f->io.out ? f->io.out : "", *oend = o + f->io.len;
-    const char *c = codes;
-    char shown[2048];
-    unit_show(shown, sizeof(shown), o, f->io.len);
-    while (*c) {
-        const char *bar = strchr(c, '|');
-        size_t cl = bar ? (size_t)(bar - c) : strlen(c);
-        const char *eol = memchr(o, '\n', (size_t)(oend - o));
-        bool ok = eol && eol > o && eol[-1] == '\r';
-        bool any = cl >= 2 && c[cl - 1] == '*';
-        size_t want = any ? cl - 2 : cl;
-        ok = ok && (size_t)(eol - o) > want && memcmp(o, c, want) == 0 && o[want] == ' ';
-        if (ok && !any && cl == 3) {
-            /* No enhanced code: the text must not start with "d.d". */
-            const char *t = o + 4;
-            ok = !(t + 2 < eol && t[0] >= '2' && t[0] <= '5' && t[1] == '.');
-        }
-        if (!ok) {
-            print_error("%s: expected replies \"%s\", got \"%s\" (at \"%.*s\")\n", f->ctx, codes,
-                        shown, (int)cl, c);
-            fail();
-        }
-        o = eol + 1;
-        c += cl + (bar ? 1 : 0);
-    }
-    if (o != oend) {
-        print_error("%s: expected replies \"%s\", got more: \"%s\"\n", f->ctx, codes, shown);
-        fail();
-    }
-    out_clear(f);
-}
-
-static void fx_start(struct fx *f)
-{
-    f->s = channel_new(&f->params, &fake_transport, &f->io, PEER, PEER_PORT, 7);
-    assert_non_null(f->s);
-    channel_start(f->s);
-}
-
-/* Feed a string; @return the bytes taken. */
-static size_t feed(struct fx *f, const char *in)
-{
-    return channel_feed(f->s, in, strlen(in));
-}
-
-/* Feed a string that must be taken whole. */
-static void feed_all(struct fx *f, const char *in)
-{
-    size_t n = strlen(in);
-    size_t used = channel_feed(f->s, in, n);
-    if (used != n) {
-        char shown[256];
-        print_error("%s: channel took %zu of %zu bytes of \"%s\"\n", f->ctx, used, n,
-                    unit_show(shown, sizeof(shown), in, n));
-        fail();
-    }
-}
-
-/* Send @p in and expect the replies @p codes (see expect_replies). */
-static void dialog(struct fx *f, const char *in, const char *codes)
-{
-    feed_all(f, in);
-    expect_replies(f, codes);
-}
-
-/* Start and greet with EHLO; the output is cleared. */
-static void fx_ehlo(struct fx *f)
-{
-    fx_start(f);
-    expect_out(f, GREETING);
-    feed_all(f, "EHLO client.example\r\n");
-    assert_true(f->io.len > 0);
-    out_clear(f);
-}
-
-static void start_data(struct fx *f)
-{
-    dialog(f, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", "250 2.1.0|250 2.1.5|354");
-}
-
-static void fx_helo(struct fx *f)
-{
-    fx_start(f);
-    expect_out(f, GREETING);
-    dialog(f, "HELO client.example\r\n", "250 *");
-}
+#include "channel_fixture.h"
 
 /* ---- greeting and EHLO ---- */
 
@@ -1531,22 +1127,25 @@ static void test_message_refused(void **state)
 }
 
 /* The enhanced code of an answer: the handler's when it is valid and of
- * the reply's class, else the standard one of the step. */
+ * the reply's class (RFC 3463 2), the standard one of the step for NULL; a
+ * malformed one is refused (SMTPD_ERR_CONFIG), nothing is sent, and the
+ * step still waits for its answer. */
 static void test_reply_enhanced_codes(void **state)
 {
     (void)state;
     static const struct {
         int code;
         const char *enh;
-        const char *want;
+        const char *want; /* NULL: refused with SMTPD_ERR_CONFIG */
     } rows[] = {
         {550, "5.1.1", "550 5.1.1 Error: refused\r\n"},
         {550, NULL, "550 5.0.0 Error: refused\r\n"},
-        {550, "4.1.1", "550 5.0.0 Error: refused\r\n"},
-        {550, "5.1", "550 5.0.0 Error: refused\r\n"},
-        {550, "5.1.1.1", "550 5.0.0 Error: refused\r\n"},
-        {550, "5.1234.1", "550 5.0.0 Error: refused\r\n"},
-        {550, "x", "550 5.0.0 Error: refused\r\n"},
+        {550, "4.1.1", NULL},
+        {550, "5.1", NULL},
+        {550, "5.1.1.1", NULL},
+        {550, "5.1234.1", NULL},
+        {550, "x", NULL},
+        {550, "", NULL},
         {451, NULL, "451 4.0.0 Error: try again later\r\n"},
         {250, NULL, "250 2.1.0 OK\r\n"},
         {251, "2.1.0", "251 2.1.0 OK\r\n"},
@@ -1559,8 +1158,17 @@ static void test_reply_enhanced_codes(void **state)
         f->rec.mail_pending = true;
         fx_ehlo(f);
         feed_all(f, "MAIL FROM:<a@b>\r\n");
-        unit_assert(ctx, smtpd_reply(f->s, rows[i].code, rows[i].enh, NULL) == SMTPD_OK);
-        expect_out(f, rows[i].want);
+        enum smtpd_err err = smtpd_reply(f->s, rows[i].code, rows[i].enh, NULL);
+        if (rows[i].want) {
+            unit_assert(ctx, err == SMTPD_OK);
+            expect_out(f, rows[i].want);
+        } else {
+            unit_assert(ctx, err == SMTPD_ERR_CONFIG);
+            expect_out(f, "");
+            unit_assert(ctx, channel_phase(f->s) == PHASE_WAIT);
+            unit_assert(ctx, smtpd_reply(f->s, rows[i].code, NULL, NULL) == SMTPD_OK);
+            expect_out(f, "550 5.0.0 Error: refused\r\n");
+        }
         fx_free(f);
     }
 }
@@ -1573,13 +1181,23 @@ static void test_reply_errors(void **state)
     /* Nothing is waiting for an answer. */
     assert_int_equal(smtpd_reply(f->s, 250, NULL, NULL), SMTPD_ERR_STATE);
     feed_all(f, "MAIL FROM:<a@b>\r\n");
-    assert_int_equal(smtpd_reply(f->s, 199, NULL, NULL), SMTPD_ERR_CONFIG);
-    assert_int_equal(smtpd_reply(f->s, 600, NULL, NULL), SMTPD_ERR_CONFIG);
-    assert_int_equal(smtpd_reply(f->s, 0, NULL, NULL), SMTPD_ERR_CONFIG);
+    /* Codes outside 200-599, and a 3xx where the step takes none. */
+    assert_int_equal(smtpd_reply(f->s, 199, NULL, NULL), SMTPD_ERR_REPLY);
+    assert_int_equal(smtpd_reply(f->s, 600, NULL, NULL), SMTPD_ERR_REPLY);
+    assert_int_equal(smtpd_reply(f->s, 0, NULL, NULL), SMTPD_ERR_REPLY);
+    assert_int_equal(smtpd_reply(f->s, 354, NULL, NULL), SMTPD_ERR_REPLY);
+    assert_int_equal(smtpd_reply(f->s, 334, NULL, "x"), SMTPD_ERR_REPLY);
+    const char *lines[2] = {"a", "b"};
+    assert_int_equal(smtpd_reply_lines(f->s, 250, NULL, lines, 0), SMTPD_ERR_CONFIG);
+    assert_int_equal(smtpd_reply_lines(f->s, 250, NULL, NULL, 1), SMTPD_ERR_CONFIG);
+    assert_int_equal(smtpd_run_builtin(f->s, "x", 1), SMTPD_ERR_STATE);
     expect_out(f, "");
     assert_int_equal(channel_phase(f->s), PHASE_WAIT);
     assert_int_equal(smtpd_reply(f->s, 250, NULL, NULL), SMTPD_OK);
     expect_out(f, "250 2.1.0 OK\r\n");
+    assert_int_equal(smtpd_reply(f->s, 250, NULL, NULL), SMTPD_ERR_STATE);
+    assert_string_equal(smtpd_strerror(SMTPD_ERR_REPLY),
+                        "reply code not allowed here (200-599; 3xx only for an extension command)");
 }
 
 static void test_connect_refused(void **state)
