@@ -914,6 +914,8 @@ static void format_reply(const struct smtpd_session *s, const char *line, size_t
 {
     const char *eol = memchr(line, '\r', n);
     size_t o = smtpd_escape(out, outsz - 100, line, eol ? (size_t)(eol - line) : n);
+    if (o > 3 && out[3] == '-')
+        out[3] = ' '; /* the first line of a multi-line reply */
     if (s->origin)
         snprintf(out + o, outsz - o, " (%s)", s->origin);
 }
@@ -989,13 +991,16 @@ static void finish_step(struct smtpd_session *s)
     s->run_builtin = false;
     /* An accepted greeting or DATA gets the built-in reply instead. */
     bool accepted = answered && code < 300 && (step == STEP_HELO || step == STEP_DATA_CMD);
+    /* The answer, for the log lines below; ours until the end. */
+    char *lines = s->answer_lines;
+    s->answer_lines = NULL;
+    const char *ans = lines ? lines : s->answer;
+    size_t ans_len = s->answer_len;
     if (answered && !builtin && !accepted) {
         if (step == STEP_EXT && ((code >= 500 && code <= 503) || code == 555))
             s->errors++;
-        send_raw(s, s->answer_lines ? s->answer_lines : s->answer, s->answer_len);
+        send_raw(s, ans, ans_len);
     }
-    free(s->answer_lines);
-    s->answer_lines = NULL;
 
     switch (step) {
     case STEP_CONNECT:
@@ -1008,7 +1013,7 @@ static void finish_step(struct smtpd_session *s)
         if (!answered) {
             reply(s, 250, "2.1.0", "OK");
         } else if (code >= 300) {
-            log_mail_refused(s, s->answer, s->answer_len);
+            log_mail_refused(s, ans, ans_len);
             txn_clear(s, NULL);
         }
         break;
@@ -1024,15 +1029,15 @@ static void finish_step(struct smtpd_session *s)
             if (!answered)
                 reply(s, 250, "2.1.5", "OK");
         } else {
-            note_rcpt_refused(s, s->candidate, strlen(s->candidate), s->answer, s->answer_len);
+            note_rcpt_refused(s, s->candidate, strlen(s->candidate), ans, ans_len);
         }
         free(s->candidate);
         s->candidate = NULL;
         break;
     case STEP_DATA: {
         char buf[REPLY_LINE_MAX];
-        const char *line = s->answer;
-        size_t n = s->answer_len;
+        const char *line = ans;
+        size_t n = ans_len;
         if (!answered) {
             n = reply_into(s, buf, 250, "2.0.0", "OK");
             line = buf;
@@ -1074,6 +1079,7 @@ static void finish_step(struct smtpd_session *s)
     case STEP_NONE:
         break;
     }
+    free(lines);
     s->origin = NULL; /* it named who gave this answer only */
     /* RFC 5321 3.8: a 421 closes the session, whoever sent it. */
     if (answered && code == 421 && s->state != ST_CLOSED) {
@@ -1210,6 +1216,12 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
     }
     if (!utf8_valid(line, len)) {
         reply(s, 500, "5.5.2", "Error: command line is not valid UTF-8");
+        return;
+    }
+    /* No command's syntax has a NUL (RFC 5321 4.1.2), and one would cut
+     * the C strings handlers get (a HELO name, a parameter). */
+    if (memchr(line, '\0', len)) {
+        reply(s, 500, "5.5.2", "Error: NUL in command line");
         return;
     }
     const char *arg;

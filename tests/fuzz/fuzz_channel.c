@@ -46,7 +46,10 @@
 
 #define PEER "192.0.2.7"
 
-enum step { K_NONE, K_CONNECT, K_MAIL, K_RCPT, K_DATA };
+enum step { K_NONE, K_CONNECT, K_HELO, K_MAIL, K_RCPT, K_DATA_CMD, K_DATA, K_EXT };
+
+/* The extension commands of the table (with_ext): which, by index. */
+enum ext { X_STATE, X_TXN, X_OUT, X_VRFY, X_MAIL, X_DATA, X_COUNT };
 
 struct harness {
     struct fuzz_rng rng;
@@ -66,6 +69,13 @@ struct harness {
     /* The last answer given, for checks after it. */
     enum step last_step;
     int last_code;
+    /* Extension commands: the one being answered, whether that call may
+     * run the built-in (a replaced verb, not a continuation), and the one
+     * whose 3xx answer makes the next line its continuation (X_COUNT: none). */
+    bool with_ext;
+    enum ext owed_ext;
+    bool owed_replaces;
+    enum ext cont;
 };
 
 /* ---- trace: FUZZ_TRACE=1 ./fuzz_channel reproducer prints the dialogue ---- */
@@ -95,7 +105,8 @@ static void trace_bytes(const char *dir, const char *p, size_t n)
     trace("%s %s", dir, esc);
 }
 
-static const char *const step_names[] = {"-", "connect", "mail", "rcpt", "message"};
+static const char *const step_names[] = {"-",    "connect", "helo",    "mail",
+                                         "rcpt", "data",    "message", "extension"};
 
 /* ---- transport ---- */
 
@@ -131,7 +142,7 @@ static void tr_write(void *io, const char *buf, size_t len)
     FUZZ_CHECK(!h->closed); /* the channel is inert after close */
     FUZZ_CHECK(!h->lost);
     FUZZ_CHECK(!h->said_backlogged);
-    FUZZ_CHECK(len >= 6 && len <= REPLY_LINE_MAX * 7);
+    FUZZ_CHECK(len >= 6 && len <= REPLY_LINE_MAX * 66);
     /* One whole reply: lines "ddd-..." and a last "ddd ...", each with CRLF. */
     size_t i = 0;
     const char *first = buf;
@@ -273,21 +284,69 @@ static const char *pick_text(struct harness *h)
     return t[fuzz_below(&h->rng, sizeof(t) / sizeof(t[0]))];
 }
 
+/* A model of RFC 3463 2: "class.subject.detail", the class the code's. */
+static bool enh_ok(const char *e, int code)
+{
+    if (!e)
+        return true;
+    size_t n = strlen(e);
+    return code / 100 != 3 && n >= 5 && enh_at(e, n) == n && e[0] == '0' + code / 100;
+}
+
+/* An answer the library must refuse, then the real one: a single line, or
+ * several (smtpd_reply_lines), or for an extension a 3xx continuation. */
 static void answer(struct harness *h, struct smtpd_session *s, enum step step, bool refuse)
 {
     if (fuzz_below(&h->rng, 8) == 0) {
         static const int out_of_range[] = {0, -1, 199, 600, 1000, 99, 354, 300};
         int c = out_of_range[fuzz_below(&h->rng, 8)];
-        FUZZ_CHECK(smtpd_reply(s, c, NULL, "out of range") == SMTPD_ERR_CONFIG);
+        bool three = c >= 300 && c < 400;
+        FUZZ_CHECK(smtpd_reply(s, c, NULL, "out of range") ==
+                   (three && step == K_EXT ? SMTPD_OK : SMTPD_ERR_REPLY));
+        if (three && step == K_EXT) {
+            h->last_step = step;
+            h->last_code = c;
+            return;
+        }
     }
     int code = pick_code(h, refuse);
+    if (step == K_EXT && fuzz_below(&h->rng, 6) == 0)
+        code = 334; /* a question: the next line is the answer */
     h->last_step = step;
     h->last_code = code;
     trace("-- handler answers %s: %d", step_names[step], code);
-    FUZZ_CHECK(smtpd_reply(s, code, pick_enh(h, code), pick_text(h)) == SMTPD_OK);
+    const char *enh = pick_enh(h, code);
+    const char *text = pick_text(h);
+    if (!enh_ok(enh, code)) {
+        FUZZ_CHECK(smtpd_reply(s, code, enh, text) == SMTPD_ERR_CONFIG);
+        enh = NULL;
+    }
+    if (fuzz_below(&h->rng, 4) == 0) {
+        const char *lines[4] = {text ? text : "first", long_text, "", "last"};
+        size_t n = 1 + fuzz_below(&h->rng, 4);
+        FUZZ_CHECK(smtpd_reply_lines(s, code, enh, lines, n) == SMTPD_OK);
+    } else {
+        FUZZ_CHECK(smtpd_reply(s, code, enh, text) == SMTPD_OK);
+    }
     /* Exactly one answer per callback. */
     if (fuzz_below(&h->rng, 8) == 0)
         FUZZ_CHECK(smtpd_reply(s, 250, NULL, NULL) == SMTPD_ERR_STATE);
+}
+
+/* The library's view of the session, from inside any callback. */
+static void check_session(const struct harness *h, struct smtpd_session *s)
+{
+    FUZZ_CHECK(smtpd_session_state(s) == SMTPD_SESSION_COMMAND);
+    FUZZ_CHECK(strcmp(smtpd_session_hostname(s), h->params->cfg.hostname) == 0);
+    FUZZ_CHECK(strcmp(smtpd_session_local_addr(s), "192.0.2.25") == 0);
+    size_t n;
+    const char *const *fp = smtpd_session_forward_paths(s, &n);
+    FUZZ_CHECK(fp != NULL && n <= h->params->cfg.max_recipients);
+    FUZZ_CHECK(n == 0 || smtpd_session_reverse_path(s) != NULL);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(cmd_valid_mailbox(fp[i], strlen(fp[i])));
+    /* A continuation comes before any other callback. */
+    FUZZ_CHECK(h->cont == X_COUNT);
 }
 
 /* What a callback does: answer now or later, accept or refuse. */
@@ -326,6 +385,133 @@ static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enu
         answer(h, s, step, fuzz_below(&h->rng, 2));
         return fuzz_below(&h->rng, 2) ? SMTPD_DONE : SMTPD_PENDING;
     }
+}
+
+/* An extension's answer: what any callback does, or for a replaced
+ * built-in verb, the built-in run (now or later). */
+static bool builtin_answer(struct harness *h, struct smtpd_session *s, const char *p, size_t n)
+{
+    if (!h->owed_replaces) {
+        FUZZ_CHECK(smtpd_run_builtin(s, p, n) == SMTPD_ERR_STATE);
+        return false;
+    }
+    if (fuzz_below(&h->rng, 3) == 0)
+        return false;
+    trace("-- extension runs the built-in");
+    h->last_step = K_EXT;
+    h->last_code = 0;
+    FUZZ_CHECK(smtpd_run_builtin(s, p, n) == SMTPD_OK);
+    FUZZ_CHECK(smtpd_run_builtin(s, p, n) == SMTPD_ERR_STATE);
+    return true;
+}
+
+static enum smtpd_verdict ext_call(struct harness *h, struct smtpd_session *s, enum ext which,
+                                   const char *params, size_t len)
+{
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(smtpd_session_data(s) == h);
+    FUZZ_CHECK(h->cont == X_COUNT || h->cont == which);
+    bool cont = h->cont == which;
+    h->cont = X_COUNT;
+    check_session(h, s);
+    FUZZ_CHECK(params != NULL || len == 0);
+    for (size_t i = 0; i < len; i++)
+        (void)params[i]; /* readable */
+    if (which == X_TXN && !cont)
+        FUZZ_CHECK(smtpd_session_reverse_path(s) != NULL);
+    if (which == X_OUT && !cont)
+        FUZZ_CHECK(smtpd_session_reverse_path(s) == NULL && smtpd_session_helo(s) != NULL);
+    h->in_cb = true;
+    h->owed_ext = which;
+    h->owed_replaces = !cont && (which == X_VRFY || which == X_MAIL || which == X_DATA);
+    enum smtpd_verdict v;
+    if (!h->owed && builtin_answer(h, s, params, len))
+        v = fuzz_below(&h->rng, 2) ? SMTPD_DONE : SMTPD_PENDING;
+    else
+        v = decide(h, s, K_EXT);
+    h->in_cb = false;
+    /* A 3xx answered now: the next line is the continuation. */
+    if (!h->owed && h->last_step == K_EXT && h->last_code / 100 == 3)
+        h->cont = which;
+    return v;
+}
+
+#define EXT_FN(name, which)                                                                        \
+    static enum smtpd_verdict name(void *arg, struct smtpd_session *s, const char *p, size_t n)    \
+    {                                                                                              \
+        return ext_call(arg, s, which, p, n);                                                      \
+    }
+EXT_FN(x_state, X_STATE)
+EXT_FN(x_txn, X_TXN)
+EXT_FN(x_out, X_OUT)
+EXT_FN(x_vrfy, X_VRFY)
+EXT_FN(x_mail, X_MAIL)
+EXT_FN(x_data, X_DATA)
+
+static const struct smtpd_command ext_table[X_COUNT] = {
+    [X_STATE] = {.verb = "XSTATE", .fn = x_state, .ehlo = "XSTATE", .help = "XSTATE"},
+    [X_TXN] = {.verb = "xtxn", .fn = x_txn, .flags = SMTPD_CMD_NEED_MAIL},
+    [X_OUT] = {.verb = "XOUT",
+               .fn = x_out,
+               .ehlo = "XOUT 1 2",
+               .flags = SMTPD_CMD_NO_TRANSACTION | SMTPD_CMD_NEED_GREETING},
+    [X_VRFY] = {.verb = "VRFY", .fn = x_vrfy, .help = "VRFY <x>"},
+    [X_MAIL] = {.verb = "Mail", .fn = x_mail},
+    [X_DATA] = {.verb = "DATA", .fn = x_data},
+};
+
+static enum smtpd_verdict on_helo(void *arg, struct smtpd_session *s, const char *domain,
+                                  bool esmtp)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(domain != NULL && domain[0] != '\0');
+    FUZZ_CHECK(!esmtp || !smtpd_session_esmtp(s) || smtpd_session_helo(s) != NULL);
+    check_session(h, s);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_HELO);
+    h->in_cb = false;
+    return v;
+}
+
+static void on_ehlo(void *arg, struct smtpd_session *s, struct smtpd_ehlo *e)
+{
+    struct harness *h = arg;
+    (void)s;
+    FUZZ_CHECK(!h->in_cb);
+    size_t n = smtpd_ehlo_count(e);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(smtpd_ehlo_line(e, i) != NULL && smtpd_ehlo_line(e, i)[0] != '\0');
+    switch (fuzz_below(&h->rng, 4)) {
+    case 0:
+        smtpd_ehlo_remove(e, "PIPELINING");
+        break;
+    case 1:
+        FUZZ_CHECK(smtpd_ehlo_add(e, "X-FUZZ a b") == SMTPD_OK || n == 64);
+        break;
+    case 2:
+        FUZZ_CHECK(smtpd_ehlo_add(e, "BAD\r\n250 smuggled") == SMTPD_ERR_CONFIG);
+        break;
+    default:
+        for (int i = 0; i < 70; i++)
+            smtpd_ehlo_add(e, "XMANY");
+        FUZZ_CHECK(smtpd_ehlo_count(e) == 64);
+        break;
+    }
+}
+
+static enum smtpd_verdict on_data(void *arg, struct smtpd_session *s)
+{
+    struct harness *h = arg;
+    FUZZ_CHECK(!h->in_cb);
+    size_t n;
+    smtpd_session_forward_paths(s, &n);
+    FUZZ_CHECK(n >= 1 && smtpd_session_reverse_path(s) != NULL);
+    check_session(h, s);
+    h->in_cb = true;
+    enum smtpd_verdict v = decide(h, s, K_DATA_CMD);
+    h->in_cb = false;
+    return v;
 }
 
 static enum smtpd_verdict on_connect(void *arg, struct smtpd_session *s)
@@ -369,6 +555,7 @@ static enum smtpd_verdict on_mail(void *arg, struct smtpd_session *s, const char
     FUZZ_CHECK(smtpd_session_helo(s) != NULL);
     FUZZ_CHECK(valid_path(reverse_path, true));
     check_options(params, n_params);
+    check_session(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_MAIL);
     h->in_cb = false;
@@ -382,6 +569,7 @@ static enum smtpd_verdict on_rcpt(void *arg, struct smtpd_session *s, const char
     FUZZ_CHECK(!h->in_cb);
     FUZZ_CHECK(valid_path(forward_path, false));
     check_options(params, n_params);
+    check_session(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_RCPT);
     h->in_cb = false;
@@ -430,6 +618,7 @@ static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
     FUZZ_CHECK(!h->in_cb);
     FUZZ_CHECK(msg->esmtp == smtpd_session_esmtp(s));
     check_message(h, msg);
+    check_session(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_DATA);
     h->in_cb = false;
@@ -452,6 +641,7 @@ static void on_close(void *arg, struct smtpd_session *s)
     FUZZ_CHECK(!h->in_cb);
     h->n_on_close++;
     h->owed = false; /* cancelled */
+    h->cont = X_COUNT;
 }
 
 /* The late answer, from "the event loop". */
@@ -462,7 +652,10 @@ static void give_owed(struct harness *h)
         check_message(h, &h->owed_msg);
     h->owed = false;
     h->resumed = false;
-    answer(h, h->s, h->owed_step, fuzz_below(&h->rng, 3) == 0);
+    if (h->owed_step != K_EXT || !builtin_answer(h, h->s, "FROM:<late@x.org>", 17))
+        answer(h, h->s, h->owed_step, fuzz_below(&h->rng, 3) == 0);
+    if (h->owed_step == K_EXT && h->last_code / 100 == 3 && !h->closed)
+        h->cont = h->owed_ext;
     if (!h->closed)
         FUZZ_CHECK(h->resumed);
     if (h->owed_step == K_CONNECT && h->last_code >= 400)
@@ -563,7 +756,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t seed = (uint32_t)fuzz_byte(&in) << 16;
     seed |= (uint32_t)fuzz_u16(&in);
 
-    struct harness h = {.rng = {seed * 2654435761u + 1}};
+    struct harness h = {.rng = {seed * 2654435761u + 1}, .cont = X_COUNT};
+    /* The top bit of the seed's first byte: the extension table and hooks. */
+    h.with_ext = seed >> 23;
     static char long_host[310];
     if (!long_host[0]) {
         memset(long_host, 'h', 300);
@@ -597,11 +792,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .on_close = on_close,
         .arg = &h,
     };
+    if (h.with_ext) {
+        params.handler.commands = ext_table;
+        params.handler.n_commands = X_COUNT;
+        params.handler.on_helo = on_helo;
+        params.handler.on_ehlo = on_ehlo;
+        params.handler.on_data = on_data;
+    }
     h.params = &params;
     bool events = flags & 32;
     unsigned chunk_mode = flags >> 6;
 
-    h.s = channel_new(&params, &transport, &h, PEER, 2525, 1);
+    const struct chan_addrs addrs = {PEER, 2525, "192.0.2.25", 25};
+    h.s = channel_new(&params, &transport, &h, &addrs, 1);
     FUZZ_CHECK(h.s != NULL);
     FUZZ_CHECK(channel_phase(h.s) == PHASE_COMMAND);
     channel_start(h.s);

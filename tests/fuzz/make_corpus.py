@@ -221,3 +221,13 @@ write("client", "ehlo-fallback-helo", b"\x00" + CONNECTED + reply(220) + reply(5
       MAIL + reply(421) + LOST)
 write("client", "raw-lines", b"\x00" + CONNECTED + b"\x03\x07220 ok \r" + b"\x03\x03xyz" +
       b"\x03\x04250-" + b"\x03\x04251 ")
+
+# ---- channel with the extension table and hooks (seed byte 0x80 set) ----
+EXT_DIALOGUE = (b"XSTATE\r\nXOUT\r\nEHLO client.example\r\nXOUT x\r\nXTXN\r\nHELP\r\nHELP xstate\r\n"
+                b"MAIL FROM:<a@b.example> SIZE=10\r\nXTXN y\r\nXOUT\r\nRCPT TO:<c@d.example>\r\n"
+                b"VRFY anything\r\nXSTATE\r\nanswer to a question\r\nDATA\r\nSubject: x\r\n\r\n"
+                b"body\r\n.\r\nRSET\r\nHELO again\r\nQUIT\r\n")
+write("channel", "ext-dialogue", chan(seed=(0x81, 2, 3), data=EXT_DIALOGUE))
+write("channel", "ext-dialogue-1byte", chan(flags=0x40, seed=(0x85, 9, 9), data=EXT_DIALOGUE))
+write("channel", "ext-events", chan(flags=0x20 | 0x80 | 0x0c, seed=(0xc7, 7, 7), data=EXT_DIALOGUE * 2))
+write("channel", "ext-backlog", chan(misc=3 | 0x40, seed=(0x90, 1, 1), data=EXT_DIALOGUE))

@@ -612,6 +612,54 @@ static void test_accessors(void **state)
     fx_free(f);
 }
 
+/* ---- NUL bytes, logs of multi-line answers ---- */
+
+static void test_nul_in_command(void **state)
+{
+    (void)state;
+    struct ext x;
+    struct fx *f = fx_ext(xstate, N_ROWS(xstate), &x);
+    fx_ehlo(f);
+    /* A NUL would cut the C strings a handler gets: refused. */
+    feed_all(f, "HELO a");
+    channel_feed(f->s, "\0b\r\n", 4);
+    expect_replies(f, "500 5.5.2");
+    channel_feed(f->s, "XSTATE \0\r\n", 10);
+    expect_replies(f, "500 5.5.2");
+    assert_int_equal(x.calls, 0);
+    assert_string_equal(smtpd_session_helo(f->s), "client.example");
+    fx_free(f);
+}
+
+static void capture_log(void *arg, enum smtpd_log_level level, const char *line)
+{
+    char *buf = arg;
+    (void)level;
+    size_t n = strlen(buf);
+    snprintf(buf + n, 4096 - n, "%s\n", line);
+}
+
+static void test_multi_line_refusal_logged(void **state)
+{
+    (void)state;
+    struct ext x;
+    static char log[4096];
+    log[0] = '\0';
+    struct fx *f = fx_ext(NULL, 0, &x);
+    f->params.cfg.log = capture_log;
+    f->params.cfg.log_arg = log;
+    f->rec.mail_pending = true;
+    fx_ehlo(f);
+    feed_all(f, "MAIL FROM:<a@b>\r\n");
+    const char *lines[] = {"first of two", "second"};
+    assert_int_equal(smtpd_reply_lines(f->s, 550, "5.7.1", lines, 2), SMTPD_OK);
+    expect_out(f, "550-5.7.1 first of two\r\n550 5.7.1 second\r\n");
+    /* The transaction's log line has the reply's first line. */
+    assert_non_null(strstr(
+        log, "transaction from=<a@b> to=<> refused at MAIL: reply=550 5.7.1 first of two\n"));
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +684,8 @@ int main(void)
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_help_many_commands),
         cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_nul_in_command),
+        cmocka_unit_test(test_multi_line_refusal_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
