@@ -59,6 +59,7 @@ struct txn {
      * (malloc'd: refusals are rare, sessions many). */
     unsigned n_refused;
     char *refusal;
+    char *data_refusal; /* the last refusal of DATA itself (on_data) */
 };
 
 struct smtpd_session {
@@ -260,6 +261,7 @@ static void txn_clear(struct smtpd_session *s, const char *ended_by)
     if (had && ended_by)
         log_ended(s, ended_by);
     free(t->refusal);
+    free(t->data_refusal);
     free(t->reverse_path);
     free_strv(t->mail_options, t->n_mail_options);
     free_strv(t->forward_paths, t->n_forward_paths);
@@ -969,15 +971,16 @@ static void log_ended(struct smtpd_session *s, const char *why)
     const struct txn *t = &s->txn;
     if (!log_info_on(s))
         return;
-    char env[700];
+    char env[700], rcpts[LOG_REPLY_MAX + 300] = "", data[LOG_REPLY_MAX + 40] = "";
     format_envelope(s, env, sizeof(env));
     const char *where = s->state == ST_DATA || s->closed_in_data ? "in DATA" : "before DATA";
     if (t->n_refused && t->refusal)
-        smtpd_session_log(s, SMTPD_LOG_INFO,
-                          "transaction %s ended by %s %s; %u recipient%s refused, last %s", env,
-                          why, where, t->n_refused, t->n_refused == 1 ? "" : "s", t->refusal);
-    else
-        smtpd_session_log(s, SMTPD_LOG_INFO, "transaction %s ended by %s %s", env, why, where);
+        snprintf(rcpts, sizeof(rcpts), "; %u recipient%s refused, last %s", t->n_refused,
+                 t->n_refused == 1 ? "" : "s", t->refusal);
+    if (t->data_refusal)
+        snprintf(data, sizeof(data), "; DATA refused: reply=%s", t->data_refusal);
+    smtpd_session_log(s, SMTPD_LOG_INFO, "transaction %s ended by %s %s%s%s", env, why, where,
+                      rcpts, data);
 }
 
 static void finish_step(struct smtpd_session *s)
@@ -1057,8 +1060,14 @@ static void finish_step(struct smtpd_session *s)
         break;
     }
     case STEP_DATA_CMD:
-        if (code < 300)
+        if (code < 300) {
             start_data(s);
+        } else if (log_info_on(s)) {
+            char rep[LOG_REPLY_MAX];
+            format_reply(s, ans, ans_len, rep, sizeof(rep));
+            free(s->txn.data_refusal);
+            s->txn.data_refusal = strdup(rep);
+        }
         break;
     case STEP_EXT: {
         const struct smtpd_command *ext = s->ext;
@@ -1443,6 +1452,7 @@ void channel_free(struct smtpd_session *s)
     if (h->on_close)
         h->on_close(h->arg, s);
     free(s->txn.refusal);
+    free(s->txn.data_refusal);
     free(s->txn.reverse_path);
     free_strv(s->txn.mail_options, s->txn.n_mail_options);
     free_strv(s->txn.forward_paths, s->txn.n_forward_paths);

@@ -125,9 +125,17 @@ enum smtpd_err smtpd_handler_check(const struct smtpd_handler *h, char *why, siz
     }
     for (size_t i = 0; i < h->n_commands; i++) {
         const struct smtpd_command *c = &h->commands[i];
+        if (!c->verb) {
+            snprintf(why, whysz, "commands[%zu].verb is NULL", i);
+            return SMTPD_ERR_CONFIG;
+        }
         if (!valid_verb(c->verb)) {
-            snprintf(why, whysz, "commands[%zu].verb is %s (1-32 letters, digits or '-')", i,
-                     c->verb ? "not a verb" : "NULL");
+            char esc[100];
+            smtpd_escape(esc, sizeof(esc), c->verb, strlen(c->verb));
+            snprintf(why, whysz,
+                     "commands[%zu].verb \"%s\" is not a verb (1-32 letters, digits "
+                     "or '-')",
+                     i, esc);
             return SMTPD_ERR_CONFIG;
         }
         if (!c->fn) {

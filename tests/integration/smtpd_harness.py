@@ -3,12 +3,15 @@
 Each test_*.py file in this directory is one CTest test (integ_<topic>). It is
 run as
 
-    python3 -B test_<topic>.py --smtpd PATH/smtpd --counter PATH/counter.so
+    python3 -B test_<topic>.py --smtpd PATH/smtpd --counter PATH/counter.so \
+        --xcommands PATH/xcommands.so --plugins DIR
 
-(the options may also come from the environment as SMTPD_BIN and
-SMTPD_COUNTER_SO). The tests start the real program on 127.0.0.1 with port 0,
-read the chosen port from the "listening on" log line on standard error, talk
-to it with real clients and always stop it again.
+(the options may also come from the environment as SMTPD_BIN,
+SMTPD_COUNTER_SO, SMTPD_XCOMMANDS_SO and SMTPD_TEST_PLUGINS; DIR holds the
+test-only plugins built from tests/plugins). The tests start the real
+program on 127.0.0.1 with port 0, read the chosen port from the "listening
+on" log line on standard error, talk to it with real clients and always stop
+it again.
 
 What every test directory shares (starting and stopping smtpd, the raw
 client) is in tests/pylib/smtpdtest.py; here is what only these tests use:
@@ -29,10 +32,13 @@ LOG_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d smtpd\[\d+\] (error|war
 
 EX_USAGE = 64
 EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
 EX_OSERR = 71
 EX_NOPERM = 77
 
 smtpdtest.paths["counter"] = os.environ.get("SMTPD_COUNTER_SO")
+smtpdtest.paths["xcommands"] = os.environ.get("SMTPD_XCOMMANDS_SO")
+smtpdtest.paths["plugins"] = os.environ.get("SMTPD_TEST_PLUGINS")
 
 
 def counter_so():
@@ -43,9 +49,33 @@ def counter_so():
     return os.path.abspath(path)
 
 
+def xcommands_so():
+    path = smtpdtest.paths["xcommands"]
+    if not path or not os.path.isfile(path):
+        raise AssertionError("xcommands.so not given or missing: %r "
+                             "(pass --xcommands PATH or set SMTPD_XCOMMANDS_SO)" % path)
+    return os.path.abspath(path)
+
+
+def plugin_path(name):
+    """The absolute path of test-only plugin NAME.so (tests/plugins)."""
+    d = smtpdtest.paths["plugins"]
+    path = os.path.join(d or "", name + ".so")
+    if not d or not os.path.isfile(path):
+        raise AssertionError("test plugin %s.so not found in %r "
+                             "(pass --plugins DIR or set SMTPD_TEST_PLUGINS)" % (name, d))
+    return os.path.abspath(path)
+
+
 def main():
-    """Take --smtpd/--counter off the command line, then run unittest."""
-    smtpdtest.main(("smtpd", "counter"))
+    """Take --smtpd/--counter/--xcommands/--plugins off the command line,
+    then run unittest. The smtpd path is made absolute, so that a test may
+    start it in another working directory."""
+    args = smtpdtest.take_path_args(sys.argv[1:], ("smtpd", "counter", "xcommands", "plugins"))
+    if smtpdtest.paths["smtpd"]:
+        smtpdtest.paths["smtpd"] = os.path.abspath(smtpdtest.paths["smtpd"])
+    sys.argv[1:] = args
+    smtpdtest.main(())
 
 
 def run_smtpd(args, timeout=30, **kw):

@@ -520,12 +520,18 @@ static void test_on_ehlo(void **state)
     fx_free(f);
 }
 
+static void capture_log(void *arg, enum smtpd_log_level level, const char *line);
+
 static void test_on_data(void **state)
 {
     (void)state;
     struct ext x;
+    static char log[4096];
+    log[0] = '\0';
     struct fx *f = fx_ext(NULL, 0, &x);
     f->params.handler.on_data = on_data;
+    f->params.cfg.log = capture_log;
+    f->params.cfg.log_arg = log;
     fx_ehlo(f);
     dialog(f, "MAIL FROM:<a@b>\r\nRCPT TO:<nodata@x.org>\r\nDATA\r\n",
            "250 2.1.0|250 2.1.5|554 5.7.1");
@@ -535,6 +541,9 @@ static void test_on_data(void **state)
     assert_int_equal(smtpd_session_state(f->s), SMTPD_SESSION_COMMAND);
     dialog(f, "RSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<ok@x.org>\r\nDATA\r\n",
            "250 2.0.0|250 2.1.0|250 2.1.5|354");
+    /* The refused DATA is in the line that ends its transaction. */
+    assert_non_null(strstr(log, "transaction from=<a@b> to=<nodata@x.org> ended by RSET before "
+                                "DATA; DATA refused: reply=554 5.7.1 No data for nodata@\n"));
     assert_int_equal(smtpd_session_state(f->s), SMTPD_SESSION_DATA);
     dialog(f, "hi\r\n.\r\n", "250 2.0.0");
     assert_int_equal(f->rec.n_message, 1);
