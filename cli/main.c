@@ -139,6 +139,7 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
     pc.relay_networks = o->relay_networks;
     pc.hostname = o->hostname;
     pc.timeout = o->relay_timeout;
+    pc.idle_timeout = o->relay_idle_timeout;
     pc.log = log_stderr;
     pc.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
     enum smtpd_err err;

@@ -50,6 +50,9 @@ const char options_usage[] =
     "                          clients that may relay through PureProxy (default\n"
     "                          127.0.0.0/8,::1/128: never an open relay)\n"
     "      --relay-timeout S   seconds for each upstream step (default 60)\n"
+    "      --relay-idle-timeout S\n"
+    "                          seconds an idle upstream connection is kept for the\n"
+    "                          next message (default 30)\n"
     "      --mailman-lmtp HOST:PORT\n"
     "                          MailmanProxy: Mailman 3's LMTP server (default\n"
     "                          127.0.0.1:8024)\n"
@@ -75,7 +78,8 @@ enum {
     OPT_MAILMAN_LMTP,
     OPT_MAILMAN_DOMAINS,
     OPT_WORKERS,
-    OPT_MAX_RCPT
+    OPT_MAX_RCPT,
+    OPT_RELAY_IDLE
 };
 
 static const struct option long_opts[] = {
@@ -101,6 +105,7 @@ static const struct option long_opts[] = {
     {"mailman-domains", required_argument, NULL, OPT_MAILMAN_DOMAINS},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"max-recipients", required_argument, NULL, OPT_MAX_RCPT},
+    {"relay-idle-timeout", required_argument, NULL, OPT_RELAY_IDLE},
     {NULL, 0, NULL, 0},
 };
 
@@ -160,6 +165,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .command_timeout = 300,
         .data_timeout = 300,
         .relay_timeout = 60,
+        .relay_idle_timeout = 30,
         .mailman_lmtp = "127.0.0.1:8024",
         .max_errors = 10,
         .max_recipients = 1000,
@@ -256,6 +262,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_CMD_TIMEOUT:
         case OPT_DATA_TIMEOUT:
         case OPT_RELAY_TIMEOUT:
+        case OPT_RELAY_IDLE:
             if (!parse_num(optarg, UINT_MAX, &v)) {
                 snprintf(err, errsz, "invalid number for --%s: '%s'", option_name(c), optarg);
                 return -1;
@@ -272,6 +279,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                 o->command_timeout = (unsigned)v;
             else if (c == OPT_RELAY_TIMEOUT)
                 o->relay_timeout = (unsigned)v;
+            else if (c == OPT_RELAY_IDLE)
+                o->relay_idle_timeout = (unsigned)v;
             else
                 o->data_timeout = (unsigned)v;
             break;

@@ -31,6 +31,7 @@ struct options {
     const char *mailman_lmtp;    /* --mailman-lmtp host:port */
     const char *mailman_domains; /* --mailman-domains, NULL = ask for all */
     unsigned relay_timeout;      /* --relay-timeout: seconds per upstream step */
+    unsigned relay_idle_timeout; /* --relay-idle-timeout: seconds a pooled connection is kept */
     const char *local;           /* localhost:localport */
     const char *remote;          /* remotehost:remoteport */
     int n_extra;                 /* arguments after localhost:port, for a .so handler */

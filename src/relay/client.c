@@ -157,14 +157,16 @@ static void report_dead(struct smtp_client *c, bool was_idle, const struct clien
     }
 }
 
-/* The connection went (@p why) or has to go. */
-static void drop(struct smtp_client *c, const char *why)
+/* The connection went (@p why; @p timed_out: it did not answer) or has to
+ * go. */
+static void drop(struct smtp_client *c, const char *why, bool timed_out)
 {
     if (c->proto.st == CP_DEAD)
         return;
     bool was_idle = cp_ready(&c->proto) && !c->cb;
     struct client_reply r;
     cp_lost(&c->proto, why, &r);
+    r.timed_out = timed_out;
     report_dead(c, was_idle, &r);
 }
 
@@ -174,7 +176,7 @@ static void deferred(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (c->proto.st != CP_DEAD) {
-        drop(c, c->defer_why);
+        drop(c, c->defer_why, false);
         return;
     }
     /* A command given to a connection that died while idle. */
@@ -202,7 +204,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
         if (!line) {
             if (evbuffer_get_length(in) > CLIENT_LINE_MAX)
-                drop(c, "protocol error: reply line too long");
+                drop(c, "protocol error: reply line too long", false);
             return;
         }
         if (debug_on(c)) {
@@ -280,16 +282,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     char why[160];
-    if (what & BEV_EVENT_TIMEOUT)
-        snprintf(why, sizeof(why), "no %s%s within %u s",
-                 c->proto.st == CP_GREETING ? "" : "reply to ",
+    if ((what & BEV_EVENT_TIMEOUT) && c->proto.st == CP_GREETING)
+        snprintf(why, sizeof(why), "no greeting within %u s", c->cfg.timeout);
+    else if (what & BEV_EVENT_TIMEOUT)
+        snprintf(why, sizeof(why), "no reply to %s within %u s",
                  cp_step_name(c->proto.st, c->cfg.lmtp), c->cfg.timeout);
     else if (what & BEV_EVENT_EOF)
         snprintf(why, sizeof(why), "%s", "connection closed by the upstream");
     else
         snprintf(why, sizeof(why), "connection error: %s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    drop(c, why);
+    drop(c, why, (what & BEV_EVENT_TIMEOUT) != 0);
 }
 
 static void address_text(const struct sockaddr *sa, char *buf, size_t n)

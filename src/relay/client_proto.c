@@ -126,8 +126,11 @@ static void set_why(struct client_proto *p, const char *what, const struct clien
 {
     char text[300];
     smtpd_escape(text, sizeof(text), up->text, strlen(up->text));
-    snprintf(p->why, sizeof(p->why), "%s: %d%s%s %s", what, up->code, up->enh[0] ? " " : "",
-             up->enh, text);
+    if (up->code == 0) /* not a reply at all: the line as it came */
+        snprintf(p->why, sizeof(p->why), "%s: %s", what, text);
+    else
+        snprintf(p->why, sizeof(p->why), "%s: %d%s%s %s", what, up->code, up->enh[0] ? " " : "",
+                 up->enh, text);
 }
 
 /* The upstream cannot be used: before it was ready, it is unavailable
@@ -295,11 +298,11 @@ enum cp_event cp_line(struct client_proto *p, const char *line, size_t len, bool
     size_t tlen;
     if (!reply_parse_line(line, len, &code, &more, &text, &tlen) ||
         (p->in_reply && code != p->cur.code)) {
-        char esc[300];
-        smtpd_escape(esc, sizeof(esc), line, len);
-        snprintf(p->why, sizeof(p->why), "protocol error: not a reply line in reply to %s: %s",
-                 cp_step_name(p->st, p->lmtp), esc);
-        return die(p, r);
+        struct client_reply bad;
+        cp_local_reply(&bad, 0, "", "");
+        smtpd_escape(bad.text, sizeof(bad.text), line, len);
+        p->in_reply = false;
+        return protocol_error(p, &bad, "not a reply line (or a changed code)", r);
     }
     if (!p->in_reply) {
         memset(&p->cur, 0, sizeof(p->cur));

@@ -32,6 +32,7 @@ struct client_reply {
     int code;                  /* reply code; local failures are 451 or 421 */
     bool local;                /* made here: unreachable, lost, timed out, protocol error */
     bool last;                 /* the last reply of this step (LMTP DATA has several) */
+    bool timed_out;            /* local: the upstream did not answer in time */
     char enh[16];              /* enhanced status code, "" when there was none */
     char text[REPLY_LINE_MAX]; /* text of the first line, without enh */
 };

@@ -237,7 +237,7 @@ static bool has_8bit(const char *p, size_t n)
 static void mail_replied(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
-    if (r->code == 421 && !l->retried) {
+    if (r->code == 421 && !l->retried && !r->timed_out) {
         /* The connection died or is closing (RFC 5321 3.8): a pooled one
          * the upstream dropped as we reused it, or a session it timed out.
          * Nothing is committed yet: once more on a fresh connection. */

@@ -4,16 +4,18 @@ Each test_*.py file here is one CTest test (relay_<topic>), run as
 
     /usr/bin/python3 -B test_<topic>.py --smtpd PATH/smtpd
 
-(or with SMTPD_BIN in the environment). Every test starts its own servers on
-127.0.0.1 free ports -- the relay (smtpd -c PureProxy), and as its upstream
-Postfix's smtp-sink, an aiosmtpd recorder (recorder.py) or a hand-written
-socket server (FakeUpstream) -- and always stops them again. A missing tool
-is a failure, never a skip.
+(or with SMTPD_BIN in the environment). Every test starts its
+own servers on 127.0.0.1 free ports -- the relay (smtpd -c PureProxy or
+MailmanProxy), and as its upstream Postfix's smtp-sink, an aiosmtpd recorder
+(recorder.py) or a hand-written socket server (FakeUpstream, and
+ScriptedUpstream whose answer at each step the test sets) -- and always
+stops them again. A missing tool is a failure, never a skip.
 
 What every test directory shares (starting and stopping smtpd, smtp-sink,
 the recorder, the raw client) is in tests/pylib/smtpdtest.py; this module
 re-exports what the tests here use, and adds the relay under test (Proxy),
-FakeUpstream, the Client's conveniences and a sample message.
+FakeUpstream, ScriptedUpstream, the Client's conveniences and a sample
+message.
 """
 
 import os
@@ -27,14 +29,19 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
-from smtpdtest import (SLOW, Disconnected, Recorder, SmtpSink, free_port, main,  # noqa: E402,F401
+from smtpdtest import (SLOW, Disconnected, Recorder, SmtpSink, free_port,  # noqa: E402,F401
                        port_closed, smtpd_bin, stuff)
+
+
+def main():
+    smtpdtest.main()
 
 
 # ---------------------------------------------------------------- the relay
 
 class Proxy(smtpdtest.Smtpd):
-    """smtpd -n -c PureProxy [options] 127.0.0.1:0 127.0.0.1:<upstream_port>."""
+    """smtpd -n -c PureProxy [options] 127.0.0.1:0 127.0.0.1:<upstream_port>
+    (cls="MailmanProxy": that class, with --mailman-lmtp among the options)."""
 
     HOSTNAME = "relay.test"
     # close(): SIGTERM, then SIGKILL after this many seconds. (That SIGTERM
@@ -42,12 +49,18 @@ class Proxy(smtpdtest.Smtpd):
     # cost every test its time.)
     TERM_WAIT = 0.5
 
-    def __init__(self, upstream, *options, relay_timeout=5, listen="127.0.0.1:0"):
-        """upstream: a port on 127.0.0.1, or "host:port" as given."""
+    def __init__(self, upstream, *options, relay_timeout=5, listen="127.0.0.1:0",
+                 cls="PureProxy", idle_timeout=None):
+        """upstream: a port on 127.0.0.1, or "host:port" as given.
+        idle_timeout: --relay-idle-timeout, seconds a pooled upstream
+        connection is kept."""
         if isinstance(upstream, int):
             upstream = "127.0.0.1:%d" % upstream
+        self.cls = cls
+        if idle_timeout is not None:
+            options = ("--relay-idle-timeout", str(idle_timeout)) + options
         super().__init__("--hostname", self.HOSTNAME, "--relay-timeout", str(relay_timeout),
-                         *options, cls="PureProxy", listen=listen, extra=[upstream],
+                         *options, cls=cls, listen=listen, extra=[upstream],
                          stdout=subprocess.DEVNULL)
 
     def close(self):
@@ -56,8 +69,8 @@ class Proxy(smtpdtest.Smtpd):
         err = self.err.data()
         for mark in (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:"):
             if mark in err:
-                raise AssertionError("PureProxy reported a sanitizer error:\n"
-                                     + self.stderr_text())
+                raise AssertionError("%s reported a sanitizer error:\n%s"
+                                     % (self.cls, self.stderr_text()))
 
 
 # ---------------------------------------------------------------- upstreams
@@ -197,6 +210,224 @@ class FakeUpstream(smtpdtest.ThreadedServer):
                 return
             else:
                 conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
+
+
+class ScriptedUpstream(smtpdtest.ThreadedServer):
+    """A hand-written SMTP (or LMTP) server whose answer at each step is
+    set by the test, for upstreams that break the protocol.
+
+    script: {step: answer}. Steps: "greeting", "EHLO" (LHLO too), "HELO",
+        "MAIL", "RCPT", "DATA", "." (the final dot), "RSET", "NOOP", "QUIT".
+        An answer is
+          - a reply: "354 go" (CRLF added); several replies joined by CRLF
+            ("354 go\r\n250 ok") go out in one write;
+          - "close": close the connection without a reply; "reset": the
+            same with a TCP reset; "silence": never answer (read until the
+            relay gives up and closes);
+          - a tuple of those, done in order, the replies in one write:
+            ("354 go", "close") closes right after the 354; a number in
+            it is a pause of that many seconds: ("250 ok", 0.3, "close")
+            closes the connection once the relay has it back idle;
+          - a list: the answer to the first, second... such command on a
+            connection (past its end: the default answer);
+          - a callable(conn, line) that returns one of those.
+        After a DATA answer that has a 354 in it, the data is read up to
+        the final dot, whose answer is the "." step's.
+    scripted: how many connections (the first ones) follow the script;
+        None: all of them. The others get the defaults, a working server.
+    lmtp: the final dot gets one reply per accepted recipient (RFC 2033).
+
+    What it saw, under self.lock: conns (one Conn per connection, in
+    order), delivered (the data of each message whose final dot was read
+    and then answered with a 2xx: a message the relay may say 250 for),
+    received (the data of every message read to its final dot, answered or
+    not), junk (lines read in command state that are not commands: data
+    the relay must not have sent).
+    """
+
+    DEFAULTS = {
+        "greeting": "220 scripted.upstream ESMTP",
+        "EHLO": "250-scripted.upstream\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                "250-ENHANCEDSTATUSCODES\r\n250 SIZE 100000000",
+        "HELO": "250 scripted.upstream",
+        "MAIL": "250 2.1.0 Ok",
+        "RCPT": "250 2.1.5 Ok",
+        "DATA": "354 End data with <CR><LF>.<CR><LF>",
+        ".": "250 2.0.0 Ok: queued",
+        "RSET": "250 2.0.0 Ok",
+        "NOOP": "250 2.0.0 Ok",
+        "QUIT": "221 2.0.0 Bye",
+    }
+    VERBS = {b"EHLO": "EHLO", b"LHLO": "EHLO", b"HELO": "HELO", b"MAIL": "MAIL",
+             b"RCPT": "RCPT", b"DATA": "DATA", b"RSET": "RSET", b"NOOP": "NOOP",
+             b"QUIT": "QUIT"}
+
+    class Conn:
+        """One connection: every command line (CRLF kept), how it ended
+        ("quit": the relay sent QUIT, "eof": the relay closed it,
+        "server": we closed it), and ended, set when it is over."""
+
+        def __init__(self, n):
+            self.n = n
+            self.commands = []
+            self.how = None
+            self.ended = threading.Event()
+            self.counts = {}
+            self.rcpts_ok = 0
+
+        def verbs(self):
+            return [c[:4].upper().decode("ascii", "replace") for c in self.commands]
+
+    def __init__(self, script=None, scripted=None, lmtp=False):
+        self.script = dict(script or {})
+        self.scripted = scripted
+        self.lmtp = lmtp
+        self.conns = []
+        self.delivered = []
+        self.received = []
+        self.junk = []
+        self.silent = threading.Event()   # a step is being left unanswered
+        super().__init__(backlog=50)
+
+    stop = smtpdtest.ThreadedServer.close
+
+    def conn(self, i):
+        """The i-th connection (0: the first), once it was accepted."""
+        wait_until = time.monotonic() + 5
+        while time.monotonic() < wait_until:
+            with self.lock:
+                if len(self.conns) > i:
+                    return self.conns[i]
+            time.sleep(0.01)
+        raise AssertionError("the scripted upstream never had connection %d" % i)
+
+    def wait_ended(self, timeout=5):
+        """Wait until every connection so far is over; False if one is not."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            conns = list(self.conns)
+        return all(c.ended.wait(max(0, deadline - time.monotonic())) for c in conns)
+
+    def _answer(self, c, step, line):
+        a = self.DEFAULTS[step]
+        if self.scripted is None or c.n < self.scripted:
+            a = self.script.get(step, a)
+        if callable(a):
+            a = a(c, line)
+        if isinstance(a, list):
+            i = c.counts.get(step, 0)
+            c.counts[step] = i + 1
+            a = a[i] if i < len(a) else self.DEFAULTS[step]
+        return a if isinstance(a, tuple) else (a,)
+
+    @staticmethod
+    def _codes(actions):
+        """The codes of the replies in @actions, up to a close or silence."""
+        codes = []
+        for a in actions:
+            if a in ("close", "reset", "silence"):
+                break
+            if isinstance(a, str):
+                for l in a.replace("\r\n", "\n").rstrip("\n").split("\n"):
+                    if l[3:4] in (" ", ""):
+                        codes.append(int(l[:3]))
+        return codes
+
+    def _do(self, conn, c, actions):
+        """Do @actions: send their replies (those before a pause or the end
+        in one write), pause, close or fall silent. Returns (the codes of
+        the replies, whether the connection goes on)."""
+        out = []
+        codes = self._codes(actions)
+
+        def flush():
+            if out:
+                conn.sendall("".join(out).encode())
+                del out[:]
+        for a in actions:
+            if isinstance(a, (int, float)):
+                flush()
+                time.sleep(a)
+                continue
+            if a in ("close", "reset", "silence"):
+                flush()
+                if a == "silence":
+                    self.silent.set()
+                    while conn.recv(65536):
+                        pass
+                    c.how = "eof"
+                else:
+                    if a == "reset":
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    c.how = "server"
+                return codes, False
+            out.append(a.replace("\r\n", "\n").rstrip("\n").replace("\n", "\r\n") + "\r\n")
+        flush()
+        return codes, True
+
+    def serve(self, conn):
+        with self.lock:
+            c = self.Conn(len(self.conns))
+            self.conns.append(c)
+        try:
+            self._session(conn, c)
+        finally:
+            if c.how is None:
+                c.how = "eof"
+            c.ended.set()
+
+    def _session(self, conn, c):
+        f = conn.makefile("rb")
+        if not self._do(conn, c, self._answer(c, "greeting", None))[1]:
+            return
+        while True:
+            line = f.readline(4096)
+            if not line:
+                return
+            with self.lock:
+                c.commands.append(line)
+            step = self.VERBS.get(line[:4].upper())
+            if step is None:
+                with self.lock:
+                    self.junk.append(line)
+                conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
+                continue
+            if step == "QUIT":
+                c.how = "quit"
+            if step == "MAIL":
+                c.rcpts_ok = 0
+            codes, alive = self._do(conn, c, self._answer(c, step, line))
+            if step == "RCPT":
+                c.rcpts_ok += sum(1 for x in codes if x // 100 == 2)
+            if not alive or step == "QUIT":
+                return
+            if step != "DATA" or 354 not in codes:
+                continue
+            data = []
+            while True:
+                l = f.readline()
+                if not l:
+                    return
+                if l == b".\r\n":
+                    break
+                data.append(l[1:] if l.startswith(b".") else l)
+            data = b"".join(data)
+            with self.lock:
+                self.received.append(data)
+            # Several RCPTs: an LMTP server answers the dot for each.
+            n = max(1, c.rcpts_ok) if self.lmtp else 1
+            acked = False
+            for _ in range(n):
+                actions = self._answer(c, ".", line)
+                # Counted before the 2xx goes out: the relay may pass it on
+                # at once.
+                if not acked and any(x // 100 == 2 for x in self._codes(actions)):
+                    acked = True
+                    with self.lock:
+                        self.delivered.append(data)
+                if not self._do(conn, c, actions)[1]:
+                    return
 
 
 # ---------------------------------------------------------------- a client

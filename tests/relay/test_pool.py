@@ -2,7 +2,9 @@
 
 Messages from clients one after another go over fewer upstream connections
 than messages; a pooled connection that died (upstream restarted, or closed
-it unseen) costs the client nothing: the relay retries on a fresh one.
+it unseen) costs the client nothing: the relay retries on a fresh one. An
+idle pooled connection that expires is ended with QUIT; one the upstream
+closes while idle is routine (an "info" line, no warning).
 """
 
 import signal
@@ -234,6 +236,60 @@ class Pool(h.RelayTestCase):
         # The first connection is back in the pool once its RSET is
         # answered; a client quicker than that gets a second one.
         self.assertLessEqual(len(rec.connections()), 2)
+
+    # ---- idle pooled connections ----
+
+    def test_idle_connection_expires_with_quit(self):
+        # --relay-idle-timeout 1 instead of the default 30: the pooled
+        # connection is ended with QUIT once it has been idle that long, not
+        # before, and the next message opens a fresh one.
+        up = h.ScriptedUpstream()
+        self.cleanups.append(up.stop)
+        proxy = self.proxy(up.port, "-d", idle_timeout=1)
+        self.assertEqual(h.send_one(proxy.port)[0], 250, proxy.stderr_text())
+        t0 = time.monotonic()
+        first = up.conn(0)
+        self.assertFalse(first.ended.wait(0.5), "closed before its idle time")
+        self.assertTrue(first.ended.wait(1 + 2 * h.SLOW), "kept past its idle time:\n"
+                        + proxy.stderr_text())
+        self.assertGreater(time.monotonic() - t0, 0.8)
+        self.assertEqual(first.verbs(), ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"])
+        self.assertEqual(first.how, "quit")
+        proxy.wait_stderr(rb"debug: upstream 127\.0\.0\.1:%d: idle for 1 s: closing\n" % up.port)
+        self.assertNotIn(b"warning:", proxy.stderr())
+        self.assertEqual(h.send_one(proxy.port)[0], 250)
+        self.assertEqual((up.connections, len(up.delivered)), (2, 2))
+
+    def test_default_idle_time_is_not_one_second(self):
+        # By default the pooled connection outlives a second or two (30 s):
+        # what the test above sees is --relay-idle-timeout's doing.
+        up = h.ScriptedUpstream()
+        self.cleanups.append(up.stop)
+        proxy = self.proxy(up.port)
+        self.assertEqual(h.send_one(proxy.port)[0], 250)
+        self.assertFalse(up.conn(0).ended.wait(2.5), "closed before 30 s")
+        self.assertEqual(h.send_one(proxy.port)[0], 250)
+        self.assertEqual(up.connections, 1)
+
+    def idle_closed(self, after_reply, log):
+        """The upstream ends a pooled connection while it is idle: an info
+        line (@log), no warning; the next message takes a fresh one."""
+        up = h.ScriptedUpstream({".": ("250 2.0.0 Ok: queued", 0.3) + after_reply}, scripted=1)
+        self.cleanups.append(up.stop)
+        proxy = self.proxy(up.port)
+        self.assertEqual(h.send_one(proxy.port)[0], 250)
+        proxy.wait_stderr(rb"info: upstream 127\.0\.0\.1:%d: " % up.port + log)
+        self.assertNotIn(b"warning:", proxy.stderr())
+        self.assertEqual(h.send_one(proxy.port)[0], 250, proxy.stderr_text())
+        self.assertEqual((up.connections, len(up.delivered)), (2, 2))
+
+    def test_upstream_closes_an_idle_connection(self):
+        self.idle_closed(("close",), rb"connection closed by the upstream\n")
+
+    def test_upstream_421_on_an_idle_connection(self):
+        # RFC 5321 3.8: a server that is going away says 421 first.
+        self.idle_closed(("421 4.4.2 scripted.upstream Error: timeout exceeded", "close"),
+                         rb"closing: 421 4\.4\.2 scripted\.upstream Error: timeout exceeded\n")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ changes: a Received: trace field at the top (RFC 5321 4.4) and one
 "X-Peer: <client ip>" line right before the first empty line. The envelope
 (reverse-path, forward-paths, BODY/SMTPUTF8) arrives unchanged. A message
 that needs SMTPUTF8 is refused 553 at MAIL when the upstream lacks it.
+
+TransactionLog: every transaction ends with exactly one line on smtpd's
+standard error (a message, a refusal at MAIL, or how it ended without a
+message), and a refusal the relay passed on names the upstream that gave it.
 """
 
 import email.utils
@@ -391,6 +395,201 @@ class Recording(unittest.TestCase):
         (m,) = self.rec.wait_messages(1)
         self.assertIn(m["mail_from"], ("", "<>"))
         self.assertRelayed(m, msg)
+
+
+class TransactionLog(h.RelayTestCase):
+    """The one log line that ends each transaction, for every way it ends."""
+
+    def setUp(self):
+        super().setUp()
+        self.rec = h.Recorder()
+        self.cleanups.append(self.rec.cleanup)
+        self.up = ("(smarthost 127.0.0.1:%d)" % self.rec.port).encode()
+
+    def start(self, *options, upstream=None):
+        return self.proxy(upstream or self.rec.port, *options)
+
+    def session_id(self, proxy, c):
+        """The [ID] smtpd gave client @c's session."""
+        m = proxy.wait_stderr(rb"\[(\d+)\] connect from 127\.0\.0\.1:%d\n"
+                              % c.sock.getsockname()[1])
+        return m.group(1)
+
+    def lines(self, proxy, sid, n):
+        """The transaction lines of session @sid, once there are @n of them
+        (and a moment later, so that a line too many shows)."""
+        rx = re.compile(rb"(?m)^.* info: \[" + sid + rb"\] ((?:message|transaction) .*)$")
+        proxy.err.wait_for(lambda b: len(rx.findall(b)) >= n, 5 * h.SLOW)
+        time.sleep(0.2)
+        got = rx.findall(proxy.stderr())
+        self.assertEqual(len(got), n, "%d transaction lines expected:\n%s"
+                         % (n, proxy.stderr_text()))
+        return got
+
+    def open_transaction(self, c, rcpts=("ok@example.com", "reject-x@example.com",
+                                          "ok2@example.com")):
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
+        for r in rcpts:
+            c.cmd("RCPT TO:<%s>" % r)
+
+    REFUSED = (rb"1 recipient refused, last <reject-x@example\.com> "
+               rb"reply=550 5\.1\.1 <reject-x@example\.com>: Recipient address rejected ")
+
+    def assert_ended(self, line, how, where=b"before DATA", refused=REFUSED,
+                     to=b"ok@example.com,ok2@example.com"):
+        want = (rb"transaction from=<a@example\.com> to=<" + re.escape(to) + rb"> ended by " +
+                re.escape(how) + b" " + re.escape(where))
+        if refused:
+            want += b"; " + refused + re.escape(self.up)
+        self.assertRegex(line, b"^" + want + b"$")
+
+    def test_message_line(self):
+        proxy = self.start()
+        msg = h.message(subject="logged")
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.open_transaction(c)
+            self.assertEqual(c.data(msg)[1][0], 250)
+        (line,) = self.lines(proxy, sid, 1)
+        # The size is the client's data, before Received and X-Peer.
+        self.assertRegex(line, rb"^message from=<a@example\.com> "
+                               rb"to=<ok@example\.com,ok2@example\.com> size=%d "
+                               rb"reply=250 [^\n]*" % len(msg) + re.escape(self.up) + b"$")
+        self.assertEqual(len(self.rec.wait_messages(1)), 1)
+
+    def test_refused_at_mail(self):
+        fake = h.ScriptedUpstream({"MAIL": "550 5.1.0 <a@example.com>: Sender address rejected"})
+        self.cleanups.append(fake.stop)
+        proxy = self.start(upstream=fake.port)
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 550)
+        (line,) = self.lines(proxy, sid, 1)
+        self.assertEqual(line, b"transaction from=<a@example.com> to=<> refused at MAIL: "
+                               b"reply=550 5.1.0 <a@example.com>: Sender address rejected "
+                               b"(smarthost 127.0.0.1:%d)" % fake.port)
+
+    def test_refused_after_data_names_the_upstream(self):
+        fake = h.ScriptedUpstream({".": "554 5.7.1 Message rejected as spam"})
+        self.cleanups.append(fake.stop)
+        proxy = self.start(upstream=fake.port)
+        msg = h.message()
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<b@example.com>")[0], 250)
+            self.assertEqual(c.data(msg)[1][0], 554)
+        (line,) = self.lines(proxy, sid, 1)
+        self.assertEqual(line, b"message from=<a@example.com> to=<b@example.com> size=%d "
+                               b"reply=554 5.7.1 Message rejected as spam "
+                               b"(smarthost 127.0.0.1:%d)" % (len(msg), fake.port))
+
+    def test_ended_by_rset_quit_ehlo(self):
+        # One session, four transactions: one line each, in order.
+        proxy = self.start()
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.open_transaction(c)
+            self.assertEqual(c.cmd("RSET")[0], 250)
+            self.open_transaction(c)
+            self.assertEqual(c.cmd("EHLO again.example")[0], 250)
+            self.open_transaction(c)
+            self.assertEqual(c.data(h.message())[1][0], 250)
+            self.open_transaction(c, rcpts=("reject-1@example.com", "defer-2@example.com"))
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        rset, ehlo, message, quit = self.lines(proxy, sid, 4)
+        self.assert_ended(rset, b"RSET")
+        self.assert_ended(ehlo, b"EHLO")
+        self.assertTrue(message.startswith(b"message from=<a@example.com> "
+                                           b"to=<ok@example.com,ok2@example.com> "), message)
+        self.assert_ended(quit, b"QUIT", to=b"", refused=(
+            rb"2 recipients refused, last <defer-2@example\.com> "
+            rb"reply=450 4\.2\.1 <defer-2@example\.com>: Recipient address deferred "))
+
+    def test_ended_by_helo(self):
+        # A HELO session (no enhanced codes in its replies) greets again.
+        proxy = self.start()
+        with h.Client(proxy.port, ehlo=False) as c:
+            sid = self.session_id(proxy, c)
+            self.assertEqual(c.cmd("HELO client.example")[0], 250)
+            self.open_transaction(c)
+            self.assertEqual(c.cmd("HELO client.example")[0], 250)
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"HELO", refused=(
+            rb"1 recipient refused, last <reject-x@example\.com> "
+            rb"reply=550 <reject-x@example\.com>: Recipient address rejected "))
+
+    def test_ended_by_a_lost_connection(self):
+        proxy = self.start()
+        c = h.Client(proxy.port)
+        sid = self.session_id(proxy, c)
+        self.open_transaction(c)
+        c.reset()
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"a lost connection")
+
+    def test_ended_by_a_timeout(self):
+        proxy = self.start("--command-timeout", "1")
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.open_transaction(c)
+            self.assertEqual(c.reply(timeout=5 * h.SLOW)[0], 421)
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"a timeout")
+
+    def test_ended_by_a_421_from_the_upstream(self):
+        # The upstream closes at the second RCPT: its 421 reaches the client
+        # and closes the session; the line names who sent it.
+        fake = h.ScriptedUpstream({"RCPT": ["250 2.1.5 Ok",
+                                            ("421 4.3.2 Service shutting down", "close")]})
+        self.cleanups.append(fake.stop)
+        proxy = self.start(upstream=fake.port)
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<ok@example.com>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<x@example.com>")[0], 421)
+            self.assertTrue(c.closed_by_server(3 * h.SLOW))
+        (line,) = self.lines(proxy, sid, 1)
+        self.assertEqual(line, b"transaction from=<a@example.com> to=<ok@example.com> ended by "
+                               b"a 421 reply before DATA; 1 recipient refused, last "
+                               b"<x@example.com> reply=421 4.3.2 Service shutting down "
+                               b"(smarthost 127.0.0.1:%d)" % fake.port)
+
+    def test_ended_by_a_disconnect(self):
+        # The client closes its side (no QUIT): a disconnect, not a loss.
+        proxy = self.start()
+        c = h.Client(proxy.port)
+        sid = self.session_id(proxy, c)
+        self.open_transaction(c)
+        c.sock.close()
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"a disconnect")
+
+    # Ended while the client sends its data: "in DATA".
+
+    def test_ended_in_data_by_a_timeout(self):
+        proxy = self.start("--data-timeout", "1")
+        with h.Client(proxy.port) as c:
+            sid = self.session_id(proxy, c)
+            self.open_transaction(c)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            c.send(b"Subject: never finished\r\n\r\n")
+            self.assertEqual(c.reply(timeout=5 * h.SLOW)[0], 421)
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"a timeout", where=b"in DATA")
+
+    def test_ended_in_data_by_a_lost_connection(self):
+        proxy = self.start()
+        c = h.Client(proxy.port)
+        sid = self.session_id(proxy, c)
+        self.open_transaction(c)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: never finished\r\n\r\n")
+        time.sleep(0.2)
+        c.reset()
+        (line,) = self.lines(proxy, sid, 1)
+        self.assert_ended(line, b"a lost connection", where=b"in DATA")
 
 
 if __name__ == "__main__":

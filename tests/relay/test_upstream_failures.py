@@ -8,6 +8,7 @@ than the relay timeout per step, and never blocks other clients.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +58,24 @@ class UpstreamFailures(h.RelayTestCase):
             # The session is still usable.
             self.assertEqual(c.cmd("NOOP")[0], 250)
         self.assertTrue(proxy.alive())
+
+    def test_cannot_connect_says_why(self):
+        # The warning names the upstream, each address tried and why it
+        # failed; by name too ("localhost" is 127.0.0.1 in /etc/hosts here,
+        # and may be ::1 as well).
+        port = h.free_port()
+        for upstream, addrs in ((port, rb"127\.0\.0\.1"),
+                                ("localhost:%d" % port, rb"(?:\[::1\]|127\.0\.0\.1)")):
+            proxy = self.proxy(upstream)
+            self.assertEqual(h.send_one(proxy.port)[0], 451)
+            name = (upstream if isinstance(upstream, str) else "127.0.0.1:%d" % port).encode()
+            proxy.wait_stderr(rb"warning: upstream " + re.escape(name) + rb": cannot connect: " +
+                              addrs + rb": Connection refused(?:; " + addrs +
+                              rb": Connection refused)?\n")
+            # The transaction's line says who could not be reached.
+            proxy.wait_stderr(rb"transaction from=<a@example\.com> to=<> refused at MAIL: "
+                              rb"reply=451 4\.4\.1 [^\n]*\(smarthost " + re.escape(name) +
+                              rb"\)\n")
 
     def test_upstream_down_then_up(self):
         port = h.free_port()
