@@ -1,7 +1,8 @@
 /*
  * smtpd: the program. Parses the command line, picks the handler class,
- * binds, drops root, logs to standard error and runs the event loop until
- * SIGINT/SIGTERM. Exit codes follow sysexits.h.
+ * reads the TLS certificate and key, binds, drops root, logs to standard
+ * error and runs the event loop until SIGINT/SIGTERM; SIGHUP reads the
+ * certificate and key again. Exit codes follow sysexits.h.
  */
 #include "memory.h"
 #include "options.h"
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,10 +57,11 @@ static void log_stderr(void *arg, enum smtpd_log_level level, const char *line)
 }
 
 struct run {
+    const struct options *o;
     struct smtpd_server *srv;
     struct smtpd_proxy *proxy;
     struct plugin *plugin;
-    struct event *sigint, *sigterm;
+    struct event *sigint, *sigterm, *sighup;
     struct memory *memory;
     struct workers workers;
 };
@@ -77,8 +80,34 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
      * a second signal gets the default action. */
     event_del(r->sigint);
     event_del(r->sigterm);
+    event_del(r->sighup);
     memory_free(r->memory);
     r->memory = NULL;
+}
+
+/* SIGHUP: a renewed certificate and key for the next handshakes; a pair
+ * that cannot be loaded leaves the old one in use. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    struct run *r = arg;
+    (void)what;
+    workers_signal(&r->workers, (int)sig);
+    char line[700];
+    if (!r->o->tls_cert) {
+        log_stderr(NULL, SMTPD_LOG_INFO, "SIGHUP: no --tls-cert, nothing to reload");
+        return;
+    }
+    char why[512];
+    SSL_CTX *ctx = smtpd_tls_context_new(r->o->tls_cert, r->o->tls_key, why, sizeof(why));
+    if (!ctx) {
+        snprintf(line, sizeof(line), "SIGHUP: keeping the certificate in use: %s", why);
+        log_stderr(NULL, SMTPD_LOG_ERROR, line);
+        return;
+    }
+    smtpd_server_set_tls_context(r->srv, ctx);
+    SSL_CTX_free(ctx); /* the server holds its own reference */
+    snprintf(line, sizeof(line), "SIGHUP: certificate %s reloaded", r->o->tls_cert);
+    log_stderr(NULL, SMTPD_LOG_INFO, line);
 }
 
 static int usage_error(const char *msg)
@@ -142,8 +171,17 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
     pc.idle_timeout = o->relay_idle_timeout;
     pc.log = log_stderr;
     pc.log_level = o->debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
+    pc.tls = (enum smtpd_relay_tls)o->relay_tls;
+    pc.tls_ca_file = o->relay_ca;
+    pc.smtps = o->relay_smtps;
     enum smtpd_err err;
     cs->proxy = smtpd_proxy_new(base, &pc, &err);
+    if (!cs->proxy && err == SMTPD_ERR_TLS) {
+        /* The reason is in the log line before. */
+        fprintf(stderr, "smtpd: cannot set up TLS to the smarthost (--relay-ca %s)\n",
+                o->relay_ca ? o->relay_ca : "(system)");
+        return EX_CONFIG;
+    }
     if (!cs->proxy) {
         /* The addresses and networks were checked with the options: what
          * is left is the list of domains, or memory. */
@@ -214,6 +252,20 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
     return usage_error(msg);
 }
 
+/* Listen on @p addr (implicit TLS: @p tls). Returns 0 or a sysexits code. */
+static int listen_on(struct smtpd_server *srv, const char *addr, bool tls)
+{
+    enum smtpd_err err = tls ? smtpd_server_listen_tls(srv, addr) : smtpd_server_listen(srv, addr);
+    if (err == SMTPD_OK)
+        return 0;
+    int e = errno;
+    fprintf(stderr, "smtpd: cannot listen on %s: %s\n", addr,
+            err == SMTPD_ERR_BIND ? strerror(e) : smtpd_strerror(err));
+    return err == SMTPD_ERR_ADDRESS                                         ? EX_USAGE
+           : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
+                                                                            : EX_UNAVAILABLE;
+}
+
 static int serve(const struct options *o)
 {
     struct smtpd_config cfg;
@@ -233,14 +285,28 @@ static int serve(const struct options *o)
     cfg.reuse_port = o->workers > 1;
     cfg.log = log_stderr;
     cfg.log_level = logger.level;
+    cfg.require_tls = o->require_tls;
+    cfg.tls_handshake_timeout = o->tls_handshake_timeout;
+    SSL_CTX *tls_ctx = NULL;
+    if (o->tls_cert) {
+        /* Read now, while the key may still be readable by root only. */
+        char why[512];
+        tls_ctx = smtpd_tls_context_new(o->tls_cert, o->tls_key, why, sizeof(why));
+        if (!tls_ctx) {
+            fprintf(stderr, "smtpd: %s\n", why);
+            return EX_CONFIG;
+        }
+        cfg.tls_ctx = tls_ctx;
+    }
 
     struct event_base *base = event_base_new();
     if (!base) {
         fprintf(stderr, "smtpd: cannot create the event loop\n");
+        SSL_CTX_free(tls_ctx);
         return EX_OSERR;
     }
     struct class_state cs = {0};
-    struct run r = {0};
+    struct run r = {.o = o};
     struct smtpd_server *others[WORKERS_MAX] = {0}; /* --workers: not yet forked */
     enum smtpd_err err;
     int rc = pick_class(o, base, &cs);
@@ -254,23 +320,20 @@ static int serve(const struct options *o)
         rc = err == SMTPD_ERR_CONFIG ? EX_USAGE : EX_OSERR;
         goto out;
     }
-    err = smtpd_server_listen(r.srv, o->local);
-    if (err != SMTPD_OK) {
-        int e = errno;
-        fprintf(stderr, "smtpd: cannot listen on %s: %s\n", o->local,
-                err == SMTPD_ERR_BIND ? strerror(e) : smtpd_strerror(err));
-        rc = err == SMTPD_ERR_ADDRESS                                         ? EX_USAGE
-             : err == SMTPD_ERR_BIND && e != EADDRINUSE && e != EADDRNOTAVAIL ? EX_OSERR
-                                                                              : EX_UNAVAILABLE;
+    rc = listen_on(r.srv, o->local, false);
+    if (rc == 0 && o->smtps)
+        rc = listen_on(r.srv, o->smtps, true);
+    if (rc != 0)
         goto out;
-    }
     /* --workers: one more server per worker on the very same addresses. */
     for (unsigned i = 1; i < o->workers && i < WORKERS_MAX; i++) {
         others[i] = smtpd_server_new(base, &cfg, &cs.h, &err);
         for (size_t j = 0; others[i] && j < smtpd_server_listener_count(r.srv); j++) {
             char addr[80];
+            bool tls = smtpd_server_listener_tls(r.srv, j);
             if (smtpd_server_address(r.srv, j, addr, sizeof(addr)) != SMTPD_OK ||
-                smtpd_server_listen(others[i], addr) != SMTPD_OK) {
+                (tls ? smtpd_server_listen_tls(others[i], addr)
+                     : smtpd_server_listen(others[i], addr)) != SMTPD_OK) {
                 smtpd_server_free(others[i]);
                 others[i] = NULL;
             }
@@ -313,7 +376,9 @@ static int serve(const struct options *o)
     r.memory = memory_start(base, MEMORY_TRIM_SECONDS);
     r.sigint = evsignal_new(base, SIGINT, on_signal, &r);
     r.sigterm = evsignal_new(base, SIGTERM, on_signal, &r);
-    if (!r.sigint || !r.sigterm || event_add(r.sigint, NULL) || event_add(r.sigterm, NULL)) {
+    r.sighup = evsignal_new(base, SIGHUP, on_sighup, &r);
+    if (!r.sigint || !r.sigterm || !r.sighup || event_add(r.sigint, NULL) ||
+        event_add(r.sigterm, NULL) || event_add(r.sighup, NULL)) {
         fprintf(stderr, "smtpd: cannot set up signal handling\n");
         rc = EX_OSERR;
         goto out;
@@ -323,7 +388,8 @@ static int serve(const struct options *o)
         char addr[80];
         if (smtpd_server_address(r.srv, i, addr, sizeof(addr)) == SMTPD_OK) {
             char line[128];
-            snprintf(line, sizeof(line), "listening on %s", addr);
+            snprintf(line, sizeof(line), "listening on %s%s", addr,
+                     smtpd_server_listener_tls(r.srv, i) ? " (implicit TLS)" : "");
             log_stderr(NULL, SMTPD_LOG_INFO, line);
         }
     }
@@ -337,6 +403,9 @@ out:
         event_free(r.sigint);
     if (r.sigterm)
         event_free(r.sigterm);
+    if (r.sighup)
+        event_free(r.sighup);
+    SSL_CTX_free(tls_ctx);
     for (unsigned i = 1; i < WORKERS_MAX; i++)
         smtpd_server_free(others[i]);
     smtpd_server_free(r.srv);

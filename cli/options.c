@@ -59,6 +59,20 @@ const char options_usage[] =
     "      --mailman-domains D[,D...]\n"
     "                          MailmanProxy: ask Mailman only about these domains\n"
     "                          (default: about every recipient)\n"
+    "      --tls-cert FILE     certificate (PEM, its chain after it): offer STARTTLS\n"
+    "      --tls-key FILE      private key (PEM) of --tls-cert; read before root is\n"
+    "                          dropped; SIGHUP reads both again\n"
+    "      --smtps HOST:PORT   also listen there with implicit TLS (port 465 style)\n"
+    "      --require-tls       before STARTTLS only EHLO, HELO, STARTTLS, NOOP, RSET\n"
+    "                          and QUIT (530 5.7.0 for the rest)\n"
+    "      --tls-handshake-timeout S\n"
+    "                          seconds a TLS handshake may take (default 30)\n"
+    "      --relay-tls POLICY  TLS to the smarthost: none, may (STARTTLS if offered,\n"
+    "                          the default), encrypt (STARTTLS required) or verify\n"
+    "                          (required, certificate and name verified)\n"
+    "      --relay-ca FILE     CA certificates (PEM) for --relay-tls verify (default:\n"
+    "                          the system's)\n"
+    "      --relay-smtps       implicit TLS to the smarthost (port 465 style)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -79,7 +93,15 @@ enum {
     OPT_MAILMAN_DOMAINS,
     OPT_WORKERS,
     OPT_MAX_RCPT,
-    OPT_RELAY_IDLE
+    OPT_RELAY_IDLE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_SMTPS,
+    OPT_REQUIRE_TLS,
+    OPT_TLS_TIMEOUT,
+    OPT_RELAY_TLS,
+    OPT_RELAY_CA,
+    OPT_RELAY_SMTPS
 };
 
 static const struct option long_opts[] = {
@@ -106,6 +128,14 @@ static const struct option long_opts[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"max-recipients", required_argument, NULL, OPT_MAX_RCPT},
     {"relay-idle-timeout", required_argument, NULL, OPT_RELAY_IDLE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"smtps", required_argument, NULL, OPT_SMTPS},
+    {"require-tls", no_argument, NULL, OPT_REQUIRE_TLS},
+    {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_TIMEOUT},
+    {"relay-tls", required_argument, NULL, OPT_RELAY_TLS},
+    {"relay-ca", required_argument, NULL, OPT_RELAY_CA},
+    {"relay-smtps", no_argument, NULL, OPT_RELAY_SMTPS},
     {NULL, 0, NULL, 0},
 };
 
@@ -172,6 +202,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .min_data_rate = 500,
         .workers = 1,
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
+        .tls_handshake_timeout = 30,
+        .relay_tls = SMTPD_RELAY_TLS_MAY,
         .local = "localhost:8025",
         .remote = "localhost:25",
     };
@@ -255,6 +287,44 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             }
             o->max_recipients = (unsigned)v;
             break;
+        case OPT_TLS_CERT:
+            o->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            o->tls_key = optarg;
+            break;
+        case OPT_SMTPS:
+            if (hostport_problem(optarg, true)) {
+                snprintf(err, errsz, "invalid --smtps '%s' (%s)", optarg,
+                         hostport_problem(optarg, true));
+                return -1;
+            }
+            o->smtps = optarg;
+            break;
+        case OPT_REQUIRE_TLS:
+            o->require_tls = true;
+            break;
+        case OPT_RELAY_TLS: {
+            static const char *const names[] = {"none", "may", "encrypt", "verify"};
+            int found = -1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, names[i]) == 0)
+                    found = i;
+            if (found < 0) {
+                snprintf(err, errsz, "invalid --relay-tls '%s' (none, may, encrypt or verify)",
+                         optarg);
+                return -1;
+            }
+            o->relay_tls = found; /* the names in enum smtpd_relay_tls's order */
+            break;
+        }
+        case OPT_RELAY_CA:
+            o->relay_ca = optarg;
+            break;
+        case OPT_RELAY_SMTPS:
+            o->relay_smtps = true;
+            break;
+        case OPT_TLS_TIMEOUT:
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
         case OPT_MIN_RATE:
@@ -281,6 +351,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                 o->relay_timeout = (unsigned)v;
             else if (c == OPT_RELAY_IDLE)
                 o->relay_idle_timeout = (unsigned)v;
+            else if (c == OPT_TLS_TIMEOUT)
+                o->tls_handshake_timeout = (unsigned)v;
             else
                 o->data_timeout = (unsigned)v;
             break;
@@ -294,6 +366,23 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     }
     if (o->smtputf8 && o->decode_data) {
         snprintf(err, errsz, "--decode-data and -u/--smtputf8 cannot be used together");
+        return -1;
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        snprintf(err, errsz, "--tls-cert and --tls-key go together");
+        return -1;
+    }
+    if ((o->smtps || o->require_tls) && !o->tls_cert) {
+        snprintf(err, errsz, "%s needs --tls-cert and --tls-key",
+                 o->smtps ? "--smtps" : "--require-tls");
+        return -1;
+    }
+    if (o->relay_ca && o->relay_tls != SMTPD_RELAY_TLS_VERIFY) {
+        snprintf(err, errsz, "--relay-ca is for --relay-tls verify");
+        return -1;
+    }
+    if (o->relay_smtps && o->relay_tls == SMTPD_RELAY_TLS_NONE) {
+        snprintf(err, errsz, "--relay-smtps and --relay-tls none cannot be used together");
         return -1;
     }
     if (optind < argc)

@@ -32,6 +32,14 @@ struct options {
     const char *mailman_domains; /* --mailman-domains, NULL = ask for all */
     unsigned relay_timeout;      /* --relay-timeout: seconds per upstream step */
     unsigned relay_idle_timeout; /* --relay-idle-timeout: seconds a pooled connection is kept */
+    const char *tls_cert;        /* --tls-cert FILE (PEM, chain after it) */
+    const char *tls_key;         /* --tls-key FILE (PEM) */
+    const char *smtps;           /* --smtps HOST:PORT: implicit TLS listener */
+    bool require_tls;            /* --require-tls */
+    unsigned tls_handshake_timeout;
+    int relay_tls;          /* enum smtpd_relay_tls */
+    const char *relay_ca;   /* --relay-ca FILE */
+    bool relay_smtps;       /* --relay-smtps */
     const char *local;           /* localhost:localport */
     const char *remote;          /* remotehost:remoteport */
     int n_extra;                 /* arguments after localhost:port, for a .so handler */

@@ -5,7 +5,8 @@
  * SMTPChannel: it accepts clients, runs one SMTP dialogue per client and hands
  * every accepted message to a handler (a struct of callbacks plus a void *arg).
  * Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
- * PIPELINING (RFC 2920), ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463).
+ * PIPELINING (RFC 2920), ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463),
+ * STARTTLS (RFC 3207) and implicit TLS (RFC 8314) with OpenSSL 3.
  * A handler may add commands of its own or replace built-in ones, and hook
  * the greeting, the EHLO keywords and DATA, as a subclass of smtpd's
  * SMTPChannel did (struct smtpd_command, struct smtpd_handler).
@@ -15,6 +16,10 @@
  * and never prints; it reports through return values and the log callback.
  *
  * Signals: the library writes to sockets; the program must ignore SIGPIPE.
+ *
+ * OpenSSL: the only OpenSSL type in this API is SSL_CTX (a TLS context,
+ * declared below as OpenSSL declares it); include <openssl/ssl.h> to make or
+ * use one. Who frees what is said at each function that takes one.
  */
 #ifndef SMTPD_H
 #define SMTPD_H
@@ -35,6 +40,8 @@ extern "C" {
 
 struct event_base;
 struct sockaddr;
+/** OpenSSL's TLS context (<openssl/ssl.h> declares it the same way). */
+typedef struct ssl_ctx_st SSL_CTX;
 
 /** Errors returned by the library's functions. 0 is success. */
 enum smtpd_err {
@@ -47,6 +54,8 @@ enum smtpd_err {
     SMTPD_ERR_STATE,   /**< call not allowed now (e.g. a second reply) */
     SMTPD_ERR_REPLY,   /**< a reply code outside 200-599, or a 3xx where the step
                             takes none (see smtpd_reply) */
+    SMTPD_ERR_TLS,     /**< a certificate, key or CA file that cannot be loaded,
+                            or TLS asked for where none is configured */
 };
 
 /** A constant English text for an error code. Never NULL. */
@@ -140,6 +149,25 @@ struct smtpd_config {
     void *log_arg;
     /** Most verbose level passed to the log callback. Default SMTPD_LOG_INFO. */
     enum smtpd_log_level log_level;
+    /** TLS for clients (STARTTLS, RFC 3207, and implicit TLS listeners): a
+     *  server context the application made (smtpd_tls_context_new() makes
+     *  one with safe defaults). The server takes a reference of its own
+     *  (SSL_CTX_up_ref) and frees it in smtpd_server_free(); the caller
+     *  still frees its own. NULL: see tls_cert_file. */
+    SSL_CTX *tls_ctx;
+    /** When tls_ctx is NULL: PEM files of the certificate (its chain after
+     *  it) and of the private key, loaded by smtpd_server_new() (a failure
+     *  is SMTPD_ERR_TLS, and the reason goes to the log). Both NULL, the
+     *  default: no TLS, STARTTLS is not offered. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /** Before TLS, accept only EHLO, HELO, STARTTLS, NOOP, RSET and QUIT;
+     *  everything else gets "530 5.7.0" (RFC 3207 4). Needs TLS. Default
+     *  false. */
+    bool require_tls;
+    /** Seconds a TLS handshake may take, then the connection is closed.
+     *  0: no limit. Default 30. */
+    unsigned tls_handshake_timeout;
 };
 
 /** Fill @p cfg with the defaults documented above. */
@@ -172,6 +200,11 @@ struct smtpd_message {
      *  Not NUL-terminated. */
     const char *data;
     size_t data_len; /**< bytes in data */
+    /** The session's TLS: protocol ("TLSv1.3") and cipher (OpenSSL's name),
+     *  NULL for plaintext; the cipher's secret bits (0 for plaintext). */
+    const char *tls_protocol;
+    const char *tls_cipher;
+    int tls_cipher_bits;
 };
 
 /** What a handler callback returns. */
@@ -343,6 +376,11 @@ SMTPD_API uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
 SMTPD_API const char *smtpd_session_helo(const struct smtpd_session *s);
 /** Whether the client greeted with EHLO (ESMTP). */
 SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
+/** The session's TLS protocol ("TLSv1.2", "TLSv1.3") and cipher (OpenSSL's
+ *  name, "TLS_AES_256_GCM_SHA384"), or NULL while it is plaintext. Valid for
+ *  the session's life. */
+SMTPD_API const char *smtpd_session_tls_protocol(const struct smtpd_session *s);
+SMTPD_API const char *smtpd_session_tls_cipher(const struct smtpd_session *s);
 
 /* The session's state, read-only, at any time (the seed's SMTPChannel
  * attributes). Strings and arrays stay valid until the next callback of
@@ -427,8 +465,42 @@ SMTPD_API struct smtpd_server *smtpd_server_new(struct event_base *base,
  */
 SMTPD_API enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport);
 
+/**
+ * Listen as smtpd_server_listen() does, with implicit TLS (RFC 8314 3.3,
+ * port 465 in production): the handshake comes first, then the greeting;
+ * the sessions are TLS from the first byte.
+ * @return as smtpd_server_listen(), or SMTPD_ERR_TLS when the server has no
+ *         TLS context.
+ */
+SMTPD_API enum smtpd_err smtpd_server_listen_tls(struct smtpd_server *srv, const char *hostport);
+
 /** Number of listening sockets so far. */
 SMTPD_API size_t smtpd_server_listener_count(const struct smtpd_server *srv);
+
+/** Whether listening socket @p i (0-based) is an implicit TLS one. */
+SMTPD_API bool smtpd_server_listener_tls(const struct smtpd_server *srv, size_t i);
+
+/**
+ * A server TLS context with the library's defaults: the certificate chain
+ * in PEM file @p cert_file, the private key in PEM file @p key_file, TLS 1.2
+ * and 1.3 only, OpenSSL's default cipher lists, no compression, no
+ * renegotiation, SSL_MODE_RELEASE_BUFFERS (an idle session keeps no record
+ * buffers). Reads both files now (call it before dropping privileges).
+ * @return the context, which the caller frees with SSL_CTX_free(); NULL
+ *         with the reason (file and OpenSSL's error) in @p why (@p whysz
+ *         bytes, NUL-terminated).
+ */
+SMTPD_API SSL_CTX *smtpd_tls_context_new(const char *cert_file, const char *key_file, char *why,
+                                         size_t whysz);
+
+/**
+ * Use @p ctx for the handshakes that start from now on (a renewed
+ * certificate); sessions already in TLS keep theirs. The server takes a
+ * reference (SSL_CTX_up_ref) and drops the one it had; the caller frees its
+ * own. A server that had no TLS starts offering STARTTLS.
+ * @return SMTPD_OK, or SMTPD_ERR_CONFIG when @p ctx is NULL.
+ */
+SMTPD_API enum smtpd_err smtpd_server_set_tls_context(struct smtpd_server *srv, SSL_CTX *ctx);
 
 /**
  * Address of listening socket @p i (0-based) as "host:port" text ("[::1]:25"
@@ -494,6 +566,20 @@ SMTPD_API void smtpd_sink_handler(struct smtpd_handler *h);
  * only if every destination took the message; a temporary failure anywhere
  * gives 4xx (a retry may then duplicate to the side that had accepted).
  */
+/** TLS towards the smarthost, with Postfix's smtp_tls_security_level
+ *  meanings. A TLS failure, or no STARTTLS where it is required, gives the
+ *  client "451 4.7.5" at MAIL FROM and a log line that says why; it never
+ *  falls back to plaintext where the policy forbids it. Pooled connections
+ *  keep their TLS session (one relay has one policy). */
+enum smtpd_relay_tls {
+    SMTPD_RELAY_TLS_NONE = 0, /**< plaintext, STARTTLS is never used */
+    SMTPD_RELAY_TLS_MAY,      /**< STARTTLS when offered, unverified; else plaintext */
+    SMTPD_RELAY_TLS_ENCRYPT,  /**< STARTTLS required, unverified */
+    /** STARTTLS required, the chain verified (tls_ca_file or the system's
+     *  store) and the certificate must name the smarthost (SNI sent) */
+    SMTPD_RELAY_TLS_VERIFY,
+};
+
 struct smtpd_proxy_config {
     /** Smarthost as "host:port" (name or address; "[v6]:port"). Required. */
     const char *upstream;
@@ -520,6 +606,16 @@ struct smtpd_proxy_config {
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;
+    /** TLS to the smarthost (not to Mailman's LMTP server). Default
+     *  SMTPD_RELAY_TLS_MAY. */
+    enum smtpd_relay_tls tls;
+    /** SMTPD_RELAY_TLS_VERIFY: the CA certificates (PEM) the smarthost's
+     *  chain must lead to; NULL: the system's store. */
+    const char *tls_ca_file;
+    /** Implicit TLS to the smarthost (RFC 8314 3.3, port 465) instead of
+     *  STARTTLS; verified under SMTPD_RELAY_TLS_VERIFY. Not with
+     *  SMTPD_RELAY_TLS_NONE. Default false. */
+    bool smtps;
 };
 
 /** Fill @p cfg with the defaults documented above (upstream NULL). */
@@ -528,9 +624,11 @@ SMTPD_API void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg);
 struct smtpd_proxy;
 
 /**
- * Create a relay on @p base with a copy of @p cfg. Starts no connection.
+ * Create a relay on @p base with a copy of @p cfg. Starts no connection;
+ * reads tls_ca_file now.
  * @return NULL with *err: SMTPD_ERR_ADDRESS (bad upstream), SMTPD_ERR_CONFIG
- *         (bad relay_networks), SMTPD_ERR_NOMEM.
+ *         (bad relay_networks, smtps without TLS), SMTPD_ERR_TLS (the CA
+ *         file cannot be loaded; the reason goes to the log), SMTPD_ERR_NOMEM.
  */
 SMTPD_API struct smtpd_proxy *
 smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg, enum smtpd_err *err);

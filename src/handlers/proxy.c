@@ -16,6 +16,7 @@
 #include "fqdn.h"
 #include "recipient_cache.h"
 #include "smtpd.h"
+#include "tls.h"
 #include "upstream.h"
 
 #include <event2/dns.h>
@@ -46,6 +47,7 @@ struct smtpd_proxy {
     size_t n_domains;
     struct recipient_cache *answers; /* what Mailman said of recent recipients */
     unsigned long next_id;
+    SSL_CTX *tls_ctx; /* the smarthost's TLS client context; NULL: none */
 };
 
 /* Which answer the session waits for. */
@@ -83,6 +85,7 @@ void smtpd_proxy_config_init(struct smtpd_proxy_config *cfg)
     cfg->pool_size = 4;
     cfg->idle_timeout = 30;
     cfg->log_level = SMTPD_LOG_INFO;
+    cfg->tls = SMTPD_RELAY_TLS_MAY;
 }
 
 /* Answer the client's step with @p up, which leg @p from gave (NULL: we
@@ -376,6 +379,10 @@ static struct upstream *make_upstream(struct smtpd_proxy *p, const char *hostpor
         .timeout = cfg->timeout,
         .pool_size = cfg->pool_size,
         .idle_timeout = cfg->idle_timeout,
+        /* TLS to the smarthost only: Mailman's LMTP server is local. */
+        .tls = lmtp ? SMTPD_RELAY_TLS_NONE : cfg->tls,
+        .tls_ctx = lmtp ? NULL : p->tls_ctx,
+        .smtps = !lmtp && cfg->smtps,
         .log = cfg->log,
         .log_arg = cfg->log_arg,
         .log_level = cfg->log_level,
@@ -414,6 +421,11 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     }
     p->cfg = *cfg;
     p->base = base;
+    if (cfg->smtps && cfg->tls == SMTPD_RELAY_TLS_NONE) {
+        free(p);
+        *err = SMTPD_ERR_CONFIG;
+        return NULL;
+    }
     const char *nets = cfg->relay_networks ? cfg->relay_networks : "127.0.0.0/8,::1/128";
     int n = cidr_parse_list(nets, p->nets, MAX_RELAY_NETWORKS);
     if (n < 0 || (cfg->mailman_domains && !parse_domains(p, cfg->mailman_domains))) {
@@ -433,6 +445,18 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
         *err = SMTPD_ERR_NOMEM;
         return NULL;
     }
+    if (cfg->tls != SMTPD_RELAY_TLS_NONE) {
+        char why[512];
+        p->tls_ctx = tls_client_ctx_new(cfg->tls == SMTPD_RELAY_TLS_VERIFY, cfg->tls_ca_file, why,
+                                        sizeof(why));
+        if (!p->tls_ctx) {
+            if (cfg->log && cfg->log_level >= SMTPD_LOG_ERROR)
+                cfg->log(cfg->log_arg, SMTPD_LOG_ERROR, why);
+            smtpd_proxy_free(p);
+            *err = SMTPD_ERR_TLS;
+            return NULL;
+        }
+    }
     p->smarthost = make_upstream(p, cfg->upstream, false, err);
     if (p->smarthost && cfg->mailman_lmtp) {
         p->mailman = make_upstream(p, cfg->mailman_lmtp, true, err);
@@ -446,7 +470,7 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     }
     /* The strings were copied where they are needed. */
     p->cfg.upstream = p->cfg.relay_networks = p->cfg.hostname = NULL;
-    p->cfg.mailman_lmtp = p->cfg.mailman_domains = NULL;
+    p->cfg.mailman_lmtp = p->cfg.mailman_domains = p->cfg.tls_ca_file = NULL;
     *err = SMTPD_OK;
     return p;
 }
@@ -480,6 +504,7 @@ void smtpd_proxy_free(struct smtpd_proxy *p)
         evdns_base_free(p->dns, 0);
     for (size_t i = 0; i < p->n_domains; i++)
         free(p->domains[i]);
+    SSL_CTX_free(p->tls_ctx);
     free(p->hostname);
     free(p);
 }

@@ -1,8 +1,10 @@
 /* libevent glue for one client; see connection.h. */
 #include "connection.h"
+#include "tls.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include <arpa/inet.h>
@@ -44,6 +46,12 @@ struct conn {
     bool line_started;
     struct evbuffer *out;    /* replies not yet written (see flush_out) */
     struct event *answer_ev; /* PHASE_WAIT: the handler's answer_timeout */
+    bool tls;                /* bev is a bufferevent_openssl */
+    bool tls_pending;        /* STARTTLS answered: TLS starts once the 220 is sent */
+    bool handshaking;        /* the TLS handshake is under way */
+    bool implicit_tls;       /* an implicit TLS listener's: no greeting before TLS */
+    bool shutdown_asked;     /* the server shut down during the handshake */
+    bool shutdown_now;
 };
 
 static void tr_write(void *io, const char *buf, size_t len)
@@ -59,7 +67,8 @@ static void flush_out(struct conn *c)
 {
     if (evbuffer_get_length(c->out) == 0)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    /* Under TLS every byte goes through OpenSSL. */
+    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         evbuffer_write(c->out, bufferevent_getfd(c->bev));
     if (evbuffer_get_length(c->out) > 0)
         bufferevent_write_buffer(c->bev, c->out);
@@ -89,7 +98,14 @@ static bool tr_backlogged(void *io)
     return evbuffer_get_length(c->out) > REPLY_BATCH;
 }
 
-static const struct chan_transport transport = {tr_write, tr_close, tr_resume, tr_backlogged};
+static void tr_start_tls(void *io)
+{
+    struct conn *c = io;
+    c->tls_pending = true;
+}
+
+static const struct chan_transport transport = {tr_write, tr_close, tr_resume, tr_backlogged,
+                                                tr_start_tls};
 
 static struct timeval *secs(struct timeval *tv, unsigned s)
 {
@@ -104,7 +120,7 @@ static struct timeval *secs(struct timeval *tv, unsigned s)
 static void update_timeouts(struct conn *c, const struct smtpd_config *cfg)
 {
     enum chan_phase phase = channel_phase(c->chan);
-    if (phase == c->phase)
+    if (phase == c->phase || c->handshaking)
         return;
     c->phase = phase;
     if (phase == PHASE_DATA && cfg->min_data_rate)
@@ -191,7 +207,9 @@ static void finish_eof(struct conn *c)
 static void pause_if_unsent(struct conn *c)
 {
     size_t waiting = evbuffer_get_length(bufferevent_get_output(c->bev));
-    if (!c->output_paused && !c->closing && waiting > 0) {
+    /* Under TLS the replies are written from the loop, after this: only a
+     * batch that is still there says the client is not reading. */
+    if (!c->output_paused && !c->closing && waiting > (c->tls ? REPLY_BATCH : 0)) {
         c->output_paused = true;
         clock_gettime(CLOCK_MONOTONIC, &c->paused_at);
         bufferevent_disable(c->bev, EV_READ);
@@ -199,6 +217,108 @@ static void pause_if_unsent(struct conn *c)
         smtpd_session_log(c->chan, c->pauses++ ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO,
                           "reading paused: %zu bytes of replies wait for the client", waiting);
     }
+}
+
+static void conn_read(struct bufferevent *bev, void *arg);
+static void conn_write(struct bufferevent *bev, void *arg);
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+
+/* A bufferevent for @p c and its callbacks, on socket @p fd: plaintext,
+ * or (@p ssl) a TLS server side whose handshake starts now. */
+static struct bufferevent *make_bev(struct conn *c, struct event_base *base, evutil_socket_t fd,
+                                    SSL *ssl)
+{
+    const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts)
+            : bufferevent_socket_new(base, fd, opts);
+    if (!bev)
+        return NULL;
+    bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
+    bufferevent_setwatermark(bev, EV_READ, 0, INPUT_HIGH);
+    if (ssl) {
+        /* A client that closes without close_notify is an ordinary EOF. */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c->tls = true;
+        c->handshaking = true;
+        struct timeval tv;
+        struct timeval *t = secs(&tv, c->params->cfg.tls_handshake_timeout);
+        bufferevent_set_timeouts(bev, t, t);
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return bev;
+}
+
+/* STARTTLS's 220 is out: the same socket goes on under TLS. What the
+ * client sent after the STARTTLS line went with the old buffer (RFC 3207
+ * 5: never read as a command). */
+static void switch_to_tls(struct conn *c)
+{
+    c->tls_pending = false;
+    SSL *ssl = SSL_new(server_tls_ctx(c->srv));
+    if (!ssl) {
+        conn_drop(c, "out of memory for TLS");
+        return;
+    }
+    struct event_base *base = bufferevent_get_base(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    bufferevent_setfd(c->bev, -1); /* the old bufferevent must not close it */
+    bufferevent_free(c->bev);
+    c->bev = make_bev(c, base, fd, ssl);
+    if (!c->bev) {
+        SSL_free(ssl);
+        evutil_closesocket(fd);
+        conn_drop(c, "out of memory for TLS");
+    }
+}
+
+/* After the STARTTLS line: throw away the rest of the input, and start TLS
+ * once the 220 is sent. */
+static void begin_tls(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        switch_to_tls(c);
+}
+
+/* The handshake finished: the channel learns it, and an implicit TLS
+ * session gets its greeting now. */
+static void tls_established(struct conn *c)
+{
+    struct tls_info info;
+    tls_info_of(bufferevent_openssl_get_ssl(c->bev), &info);
+    c->handshaking = false;
+    channel_tls_started(c->chan, info.protocol, info.cipher, info.bits);
+    if (c->implicit_tls)
+        channel_start(c->chan);
+    if (c->shutdown_asked)
+        channel_shutdown(c->chan, c->shutdown_now);
+    c->phase = PHASE_CLOSED; /* forces update_timeouts() */
+    flush_out(c);
+    if (!c->closing)
+        update_timeouts(c, &c->params->cfg);
+}
+
+/* The handshake failed or timed out: one log line, and the connection goes. */
+static void tls_handshake_failed(struct conn *c, short what)
+{
+    char why[300], msg[340];
+    if (what & BEV_EVENT_TIMEOUT)
+        snprintf(why, sizeof(why), "no handshake within %u s",
+                 c->params->cfg.tls_handshake_timeout);
+    else
+        tls_failure(c->bev, why, sizeof(why));
+    snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why);
+    if (!c->implicit_tls) {
+        conn_drop(c, msg);
+        return;
+    }
+    /* The session never started: this line is all the log has of it. */
+    smtpd_session_log(c->chan, SMTPD_LOG_INFO, "%s (implicit TLS from %s:%u)", msg,
+                      conn_peer_addr(c), smtpd_session_peer_port(c->chan));
+    conn_free(c);
 }
 
 static void conn_read(struct bufferevent *bev, void *arg)
@@ -226,6 +346,10 @@ static void conn_read(struct bufferevent *bev, void *arg)
     flush_out(c);
     if (c->closing)
         return;
+    if (c->tls_pending) {
+        begin_tls(c);
+        return;
+    }
     update_timeouts(c, &c->params->cfg);
     check_data_rate(c, &c->params->cfg);
     check_command_time(c, &c->params->cfg);
@@ -247,6 +371,10 @@ static void conn_write(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->tls_pending && pending == 0 && !c->closing) {
+        switch_to_tls(c);
+        return;
+    }
     if (c->closing) {
         if (pending == 0)
             conn_free(c);
@@ -268,6 +396,14 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_established(c);
+        return;
+    }
+    if (c->handshaking) {
+        tls_handshake_failed(c, what);
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
         channel_timeout(c->chan);
         return;
@@ -300,7 +436,7 @@ static void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port)
 
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
                       const struct chan_params *params, evutil_socket_t fd,
-                      const struct sockaddr *sa, unsigned long id)
+                      const struct sockaddr *sa, unsigned long id, bool implicit_tls)
 {
     char peer[64], local[64];
     struct chan_addrs addrs = {.peer_addr = peer, .local_addr = local};
@@ -324,27 +460,27 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
     c->srv = srv;
     c->params = params;
     c->phase = PHASE_CLOSED; /* forces the first update_timeouts() */
-    c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!c->bev) {
-        evutil_closesocket(fd);
-        free(c);
-        return NULL;
-    }
+    c->implicit_tls = implicit_tls;
     c->out = evbuffer_new();
     c->answer_ev = evtimer_new(base, answer_timeout, c);
     c->chan = c->out && c->answer_ev ? channel_new(params, &transport, c, &addrs, id) : NULL;
-    if (!c->chan) {
+    SSL *ssl = c->chan && implicit_tls ? SSL_new(server_tls_ctx(srv)) : NULL;
+    if (c->chan && (!implicit_tls || ssl))
+        c->bev = make_bev(c, base, fd, ssl);
+    if (!c->bev) {
+        if (ssl)
+            SSL_free(ssl);
+        evutil_closesocket(fd);
+        channel_free(c->chan);
         if (c->answer_ev)
             event_free(c->answer_ev);
         if (c->out)
             evbuffer_free(c->out);
-        bufferevent_free(c->bev);
         free(c);
         return NULL;
     }
-    bufferevent_setcb(c->bev, conn_read, conn_write, conn_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (implicit_tls)
+        return c; /* the greeting comes after the handshake (tls_established) */
     channel_start(c->chan);
     flush_out(c);
     if (!c->closing)
@@ -354,6 +490,13 @@ struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
 
 void conn_shutdown(struct conn *c, bool now)
 {
+    if (c->handshaking) {
+        /* Nothing may go out in plaintext now: the channel hears of it once
+         * the handshake is over (or the handshake timeout ends it). */
+        c->shutdown_asked = true;
+        c->shutdown_now = c->shutdown_now || now;
+        return;
+    }
     if (!c->closing)
         channel_shutdown(c->chan, now);
 }
@@ -396,6 +539,12 @@ void conn_free(struct conn *c)
     }
     channel_free(c->chan);
     event_free(c->answer_ev);
+    if (c->tls && !c->handshaking) {
+        /* close_notify (RFC 8446 6.1), without waiting for the client's. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl)
+            SSL_shutdown(ssl);
+    }
     bufferevent_free(c->bev);
     evbuffer_free(c->out);
     struct smtpd_server *srv = c->srv;

@@ -15,11 +15,12 @@ struct sockaddr;
 
 struct conn;
 
-/** Take over accepted socket @p fd and start the dialogue. NULL: no memory
- *  (fd closed). */
+/** Take over accepted socket @p fd and start the dialogue; with
+ *  @p implicit_tls, the TLS handshake first (server_tls_ctx() must be set).
+ *  NULL: no memory (fd closed). */
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
                       const struct chan_params *params, evutil_socket_t fd,
-                      const struct sockaddr *sa, unsigned long id);
+                      const struct sockaddr *sa, unsigned long id, bool implicit_tls);
 
 /** Server shutdown: see channel_shutdown(). */
 void conn_shutdown(struct conn *c, bool now);
@@ -40,5 +41,8 @@ void conn_link(struct conn *c, struct conn **head);
 
 /** Called by the connection when it is freed; implemented in server.c. */
 void server_conn_closed(struct smtpd_server *srv);
+
+/** The server's TLS context for new handshakes (server.c); NULL: none. */
+struct ssl_ctx_st *server_tls_ctx(const struct smtpd_server *srv);
 
 #endif

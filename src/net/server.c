@@ -9,6 +9,7 @@
 #include "fqdn.h"
 #include "hostport.h"
 #include "smtpd.h"
+#include "tls.h"
 
 #include <event2/event.h>
 
@@ -36,6 +37,7 @@
 struct listener {
     evutil_socket_t fd;
     struct event *ev;
+    bool tls; /* implicit TLS (RFC 8314) */
 };
 
 struct smtpd_server {
@@ -52,6 +54,7 @@ struct smtpd_server {
     bool accept_paused;
     struct event *grace_ev;
     struct event *retry_ev;
+    SSL_CTX *tls_ctx; /* our reference; NULL: no TLS */
 };
 
 const char *smtpd_strerror(enum smtpd_err err)
@@ -73,6 +76,8 @@ const char *smtpd_strerror(enum smtpd_err err)
         return "not allowed in this state";
     case SMTPD_ERR_REPLY:
         return "reply code not allowed here (200-599; 3xx only for an extension command)";
+    case SMTPD_ERR_TLS:
+        return "TLS setup failed (certificate, key or CA file; or no TLS configured)";
     }
     return "unknown error";
 }
@@ -89,6 +94,7 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->max_errors = 10;
     cfg->min_data_rate = 500;
     cfg->log_level = SMTPD_LOG_INFO;
+    cfg->tls_handshake_timeout = 30;
 }
 
 static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level, const char *fmt,
@@ -134,8 +140,67 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
         return NULL;
     }
     srv->params.cfg.hostname = srv->hostname;
+    /* The file names are not kept: the context holds what they had. */
+    srv->params.cfg.tls_cert_file = srv->params.cfg.tls_key_file = NULL;
+    if (cfg->tls_ctx) {
+        SSL_CTX_up_ref(cfg->tls_ctx);
+        srv->tls_ctx = cfg->tls_ctx;
+    } else if (cfg->tls_cert_file || cfg->tls_key_file) {
+        char why[512];
+        srv->tls_ctx =
+            cfg->tls_cert_file && cfg->tls_key_file
+                ? tls_server_ctx_new(cfg->tls_cert_file, cfg->tls_key_file, why, sizeof(why))
+                : NULL;
+        if (!srv->tls_ctx) {
+            if (!cfg->tls_cert_file || !cfg->tls_key_file)
+                snprintf(why, sizeof(why), "tls_cert_file and tls_key_file go together");
+            server_log(srv, SMTPD_LOG_ERROR, "%s", why);
+            free(srv->hostname);
+            free(srv);
+            *err = SMTPD_ERR_TLS;
+            return NULL;
+        }
+    }
+    srv->params.cfg.tls_ctx = NULL; /* srv->tls_ctx is the one in use */
+    srv->params.starttls = srv->tls_ctx != NULL;
+    if (cfg->require_tls && !srv->tls_ctx) {
+        free(srv->hostname);
+        free(srv);
+        *err = SMTPD_ERR_TLS;
+        return NULL;
+    }
     *err = SMTPD_OK;
     return srv;
+}
+
+SSL_CTX *server_tls_ctx(const struct smtpd_server *srv)
+{
+    return srv->tls_ctx;
+}
+
+SSL_CTX *smtpd_tls_context_new(const char *cert_file, const char *key_file, char *why, size_t whysz)
+{
+    char dummy[1];
+    if (!why || whysz == 0) {
+        why = dummy;
+        whysz = sizeof(dummy);
+    }
+    if (!cert_file || !key_file) {
+        snprintf(why, whysz, "a certificate file and a key file are both needed");
+        return NULL;
+    }
+    return tls_server_ctx_new(cert_file, key_file, why, whysz);
+}
+
+enum smtpd_err smtpd_server_set_tls_context(struct smtpd_server *srv, SSL_CTX *ctx)
+{
+    if (!ctx)
+        return SMTPD_ERR_CONFIG;
+    SSL_CTX_up_ref(ctx);
+    SSL_CTX_free(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    srv->params.starttls = true;
+    return SMTPD_OK;
 }
 
 static void pause_accept(struct smtpd_server *srv, bool pause)
@@ -186,32 +251,37 @@ static unsigned count_from(const struct smtpd_server *srv, const struct sockaddr
     return n;
 }
 
-static void refuse(evutil_socket_t fd)
+static void refuse(evutil_socket_t fd, bool tls)
 {
-    /* RFC 5321 3.1/4.3.2: refuse with 421 rather than leave it hanging. */
+    /* RFC 5321 3.1/4.3.2: refuse with 421 rather than leave it hanging;
+     * an implicit TLS client would read it as a broken record: it is
+     * only closed. */
     static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
-    ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)n;
+    if (!tls) {
+        ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
     evutil_closesocket(fd);
 }
 
-static void accept_conn(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
+static void accept_conn(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                        bool tls)
 {
     unsigned max = srv->params.cfg.max_connections;
     unsigned per_ip = srv->params.cfg.max_connections_per_ip;
     if (srv->shutting_down || (max && srv->n_conns >= max)) {
-        refuse(fd);
+        refuse(fd, tls);
         server_log(srv, SMTPD_LOG_WARNING, "connection refused: %zu clients (limit %u)",
                    srv->n_conns, max);
         return;
     }
     if (per_ip && count_from(srv, sa) >= per_ip) {
-        refuse(fd);
+        refuse(fd, tls);
         server_log(srv, SMTPD_LOG_WARNING, "connection refused: %u clients from one address",
                    per_ip);
         return;
     }
-    struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, ++srv->next_id);
+    struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, ++srv->next_id, tls);
     if (!c) {
         server_log(srv, SMTPD_LOG_ERROR, "out of memory for a new client");
         return;
@@ -224,13 +294,17 @@ static void listener_ready(evutil_socket_t lfd, short what, void *arg)
 {
     struct smtpd_server *srv = arg;
     (void)what;
+    bool tls = false;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        if (srv->listeners[i].fd == lfd)
+            tls = srv->listeners[i].tls;
     for (int i = 0; i < ACCEPT_BATCH && !srv->accept_paused && !srv->shutting_down; i++) {
         struct sockaddr_storage ss;
         memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */
         socklen_t sl = sizeof(ss);
         int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            accept_conn(srv, fd, (struct sockaddr *)&ss);
+            accept_conn(srv, fd, (struct sockaddr *)&ss, tls);
             continue;
         }
         int e = errno;
@@ -272,7 +346,7 @@ static int listen_socket(const struct addrinfo *ai, bool reuse_port)
     return fd;
 }
 
-enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport)
+static enum smtpd_err listen_on(struct smtpd_server *srv, const char *hostport, bool tls)
 {
     char host[256], port[8];
     if (!hostport || !hostport_split(hostport, host, sizeof(host), port, sizeof(port)))
@@ -317,6 +391,7 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
             break;
         }
         srv->listeners[srv->n_listeners].fd = fd;
+        srv->listeners[srv->n_listeners].tls = tls;
         srv->listeners[srv->n_listeners++].ev = ev;
         if (strcmp(port, "0") == 0 && !chosen[0]) {
             struct sockaddr_storage ss;
@@ -336,9 +411,26 @@ enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostpor
     return err;
 }
 
+enum smtpd_err smtpd_server_listen(struct smtpd_server *srv, const char *hostport)
+{
+    return listen_on(srv, hostport, false);
+}
+
+enum smtpd_err smtpd_server_listen_tls(struct smtpd_server *srv, const char *hostport)
+{
+    if (!srv->tls_ctx)
+        return SMTPD_ERR_TLS;
+    return listen_on(srv, hostport, true);
+}
+
 size_t smtpd_server_listener_count(const struct smtpd_server *srv)
 {
     return srv->n_listeners;
+}
+
+bool smtpd_server_listener_tls(const struct smtpd_server *srv, size_t i)
+{
+    return i < srv->n_listeners && srv->listeners[i].tls;
 }
 
 enum smtpd_err smtpd_server_address(const struct smtpd_server *srv, size_t i, char *buf,
@@ -440,6 +532,7 @@ void smtpd_server_free(struct smtpd_server *srv)
         event_free(srv->grace_ev);
     if (srv->retry_ev)
         event_free(srv->retry_ev);
+    SSL_CTX_free(srv->tls_ctx);
     free(srv->hostname);
     free(srv);
 }

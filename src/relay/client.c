@@ -2,9 +2,11 @@
  * client_proto.c's; this file resolves, connects, reads lines, keeps the
  * timers and calls back. */
 #include "client.h"
+#include "tls.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -34,8 +36,10 @@ struct smtp_client {
     client_cb idle_cb;
     void *idle_arg;
     unsigned idle_secs;
-    int busy;    /* inside a user callback */
-    bool closed; /* client_close() was called */
+    int busy;         /* inside a user callback */
+    bool closed;      /* client_close() was called */
+    bool tls;         /* bev is a bufferevent_openssl */
+    bool handshaking; /* its handshake is under way */
 };
 
 static void client_log(const struct smtp_client *c, enum smtpd_log_level level, const char *fmt,
@@ -193,6 +197,68 @@ static void drop_later(struct smtp_client *c, const char *why)
     event_active(c->defer_ev, EV_TIMEOUT, 0);
 }
 
+/* ---- TLS ---- */
+
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/* A bufferevent on @p fd (-1: connect later): plaintext, or TLS as a
+ * client of the smarthost when @p tls. */
+static struct bufferevent *make_bev(struct smtp_client *c, evutil_socket_t fd, bool tls)
+{
+    const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    struct bufferevent *bev = NULL;
+    if (tls) {
+        SSL *ssl = tls_client_ssl_new(c->cfg.tls_ctx, c->cfg.host);
+        bev = ssl ? bufferevent_openssl_socket_new(c->cfg.base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                   opts)
+                  : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c->tls = c->handshaking = bev != NULL;
+    } else {
+        bev = bufferevent_socket_new(c->cfg.base, fd, opts);
+    }
+    if (!bev)
+        return NULL;
+    bufferevent_setcb(bev, on_read, NULL, on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return bev;
+}
+
+/* The upstream said 220 to STARTTLS: the socket goes on under TLS. Bytes it
+ * sent after that reply are dropped with the old buffer, never read as
+ * replies inside TLS (the client side of CVE-2011-0411). */
+static void start_tls(struct smtp_client *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    bufferevent_setfd(c->bev, -1); /* the old bufferevent must not close it */
+    bufferevent_free(c->bev);
+    c->bev = make_bev(c, fd, true);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        struct client_reply r;
+        cp_tls_failed(&c->proto, "TLS: out of memory", &r);
+        report_dead(c, false, &r);
+        return;
+    }
+    set_timeout(c, c->cfg.timeout);
+}
+
+/* The handshake finished (after STARTTLS, or first of all with smtps). */
+static void tls_up(struct smtp_client *c)
+{
+    c->handshaking = false;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct tls_info info;
+    tls_info_of(ssl, &info);
+    client_log(c, SMTPD_LOG_INFO, "TLS %s with cipher %s (%d bits), certificate %s", info.protocol,
+               info.cipher, info.bits,
+               c->cfg.tls == SMTPD_RELAY_TLS_VERIFY ? "verified" : "not verified");
+}
+
 /* ---- reading ---- */
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -224,6 +290,12 @@ static void on_read(struct bufferevent *bev, void *arg)
             report_dead(c, was_idle, &r);
             return;
         }
+        if (ev == CP_START_TLS) {
+            start_tls(c);
+            return;
+        }
+        if (before == CP_STARTTLS && ev == CP_REPLY)
+            client_log(c, SMTPD_LOG_WARNING, "%s", c->proto.why);
         if (c->proto.st == CP_DEAD) {
             /* A reply that was passed on, on a connection out of step. */
             close_socket(c);
@@ -257,17 +329,38 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
         client_log(c, SMTPD_LOG_DEBUG, "connected to %s", c->addr);
-        cp_connected(&c->proto);
+        if (c->handshaking)
+            tls_up(c);
+        if (c->proto.st == CP_TLS)
+            cp_tls_done(&c->proto);
+        else
+            cp_connected(&c->proto);
         sync_timeout(c);
         return;
     }
+    char tls_why[300] = "";
+    if (c->handshaking && !(what & BEV_EVENT_TIMEOUT)) {
+        char e[256];
+        tls_failure(bev, e, sizeof(e));
+        snprintf(tls_why, sizeof(tls_why), "TLS handshake failed: %s", e);
+    }
     if (c->proto.st == CP_CONNECTING) {
         int e = EVUTIL_SOCKET_ERROR();
-        connect_failed(c, (what & BEV_EVENT_TIMEOUT) ? "connection timed out"
-                          : e                        ? evutil_socket_error_to_string(e)
-                                                     : "connection failed");
+        connect_failed(c, tls_why[0]                   ? tls_why
+                          : (what & BEV_EVENT_TIMEOUT) ? "connection timed out"
+                          : e                          ? evutil_socket_error_to_string(e)
+                                                       : "connection failed");
         close_socket(c);
         try_connect(c);
+        return;
+    }
+    if (c->proto.st == CP_TLS) {
+        struct client_reply r;
+        if (!tls_why[0])
+            snprintf(tls_why, sizeof(tls_why), "TLS handshake: no answer within %u s",
+                     c->cfg.timeout);
+        cp_tls_failed(&c->proto, tls_why, &r);
+        report_dead(c, false, &r);
         return;
     }
     if ((what & BEV_EVENT_TIMEOUT) && cp_ready(&c->proto) && !c->cb && c->idle_cb) {
@@ -317,14 +410,12 @@ static void try_connect(struct smtp_client *c)
         struct evutil_addrinfo *ai = c->ai_next;
         c->ai_next = ai->ai_next;
         address_text(ai->ai_addr, c->addr, sizeof(c->addr));
-        c->bev = bufferevent_socket_new(c->cfg.base, -1,
-                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        c->tls = c->handshaking = false;
+        c->bev = make_bev(c, -1, c->cfg.smtps);
         if (!c->bev) {
             connect_failed(c, "out of memory");
             break;
         }
-        bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         set_timeout(c, c->cfg.timeout);
         errno = 0;
         if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
@@ -371,6 +462,11 @@ struct smtp_client *client_open(const struct client_config *cfg, client_cb cb, v
     c->cb = cb;
     c->cb_arg = arg;
     cp_init(&c->proto, cfg->lmtp, cfg->helo_name, (struct cp_out){out_command, out_data, c});
+    cp_set_tls(&c->proto,
+               cfg->tls == SMTPD_RELAY_TLS_NONE  ? CP_TLS_NO
+               : cfg->tls == SMTPD_RELAY_TLS_MAY ? CP_TLS_MAY
+                                                 : CP_TLS_MUST,
+               cfg->smtps);
     c->defer_ev = event_new(cfg->base, -1, 0, deferred, c);
     if (!c->defer_ev) {
         free(c);
@@ -467,7 +563,16 @@ void client_close(struct smtp_client *c)
         struct evbuffer *out = bufferevent_get_output(c->bev);
         /* A bufferevent keeps the front of its output frozen. */
         evbuffer_unfreeze(out, 1);
-        evbuffer_write(out, bufferevent_getfd(c->bev));
+        SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+        if (ssl) {
+            /* Under TLS the QUIT is a record of its own, then close_notify. */
+            char quit[16];
+            int n = evbuffer_remove(out, quit, sizeof(quit));
+            if (n > 0 && SSL_write(ssl, quit, n) > 0)
+                SSL_shutdown(ssl);
+        } else {
+            evbuffer_write(out, bufferevent_getfd(c->bev));
+        }
     }
     if (c->dns_req) {
         /* The resolver calls on_resolved with EVUTIL_EAI_CANCEL; it frees. */

@@ -27,6 +27,11 @@ struct client_config {
     const char *helo_name; /* our name in EHLO/LHLO */
     bool lmtp;
     unsigned timeout; /* seconds for each step (connect, each reply) */
+    /* TLS: the policy, the client context (NULL for SMTPD_RELAY_TLS_NONE;
+     * borrowed, it outlives the client) and implicit TLS (RFC 8314). */
+    enum smtpd_relay_tls tls;
+    SSL_CTX *tls_ctx;
+    bool smtps;
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;
@@ -34,9 +39,11 @@ struct client_config {
 
 struct smtp_client;
 
-/** Connect and greet. @p cb gets 250 once the client is ready, or a local
- *  451 4.4.1 (unreachable, refused greeting; the log says why). The
- *  config's strings must outlive the client. NULL: no memory. */
+/** Connect, greet and (as the policy says) start TLS. @p cb gets 250 once
+ *  the client is ready, or a local 451 4.4.1 (unreachable, refused
+ *  greeting) or 451 4.7.5 (TLS required and failed, or not offered); the
+ *  log says why. The config's strings must outlive the client. NULL: no
+ *  memory. */
 struct smtp_client *client_open(const struct client_config *cfg, client_cb cb, void *arg);
 
 /** Extensions advertised (enum client_ext bits); valid once ready. */

@@ -11,6 +11,7 @@
 #define TEXT_UNAVAILABLE "Error: upstream server unavailable, try again later"
 #define TEXT_LOST "Error: upstream connection lost, try again later"
 #define TEXT_PROTOCOL "Error: upstream protocol error, try again later"
+#define TEXT_TLS "Error: TLS to the upstream server failed, try again later"
 
 void cp_local_reply(struct client_reply *r, int code, const char *enh, const char *text)
 {
@@ -29,6 +30,12 @@ void cp_init(struct client_proto *p, bool lmtp, const char *helo_name, struct cp
     p->lmtp = lmtp;
     p->helo_name = helo_name;
     p->out = out;
+}
+
+void cp_set_tls(struct client_proto *p, enum cp_tls_want want, bool implicit)
+{
+    p->tls_want = implicit ? CP_TLS_NO : want;
+    p->tls_active = implicit;
 }
 
 void cp_connected(struct client_proto *p)
@@ -116,6 +123,10 @@ const char *cp_step_name(enum cp_state st, bool lmtp)
         return "the connection";
     case CP_RSET:
         return "RSET";
+    case CP_STARTTLS:
+        return "STARTTLS";
+    case CP_TLS:
+        return "the TLS handshake";
     default:
         return "nothing (idle)";
     }
@@ -137,7 +148,7 @@ static void set_why(struct client_proto *p, const char *what, const struct clien
  * (451 4.4.1); later the transaction with it is lost (421 4.4.2). */
 static void lost_reply(const struct client_proto *p, enum cp_state was, struct client_reply *r)
 {
-    if (was <= CP_HELO)
+    if (was < CP_READY)
         cp_local_reply(r, 451, "4.4.1", TEXT_UNAVAILABLE);
     else
         cp_local_reply(r, 421, "4.4.2", TEXT_LOST);
@@ -162,7 +173,7 @@ static enum cp_event protocol_error(struct client_proto *p, const struct client_
     char w[120];
     snprintf(w, sizeof(w), "protocol error: %s in reply to %s", what, cp_step_name(p->st, p->lmtp));
     set_why(p, w, up);
-    if (p->st <= CP_HELO)
+    if (p->st < CP_READY)
         cp_local_reply(r, 451, "4.4.1", TEXT_UNAVAILABLE);
     else if (p->st == CP_RCPT)
         cp_local_reply(r, 421, "4.4.0", TEXT_PROTOCOL);
@@ -191,6 +202,7 @@ static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
         {"SMTPUTF8", EXT_SMTPUTF8},
         {"PIPELINING", EXT_PIPELINING},
         {"ENHANCEDSTATUSCODES", EXT_ENHANCEDSTATUSCODES},
+        {"STARTTLS", EXT_STARTTLS},
     };
     size_t kl = 0;
     while (kl < n && t[kl] != ' ')
@@ -198,6 +210,38 @@ static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (strlen(known[i].kw) == kl && strncasecmp(t, known[i].kw, kl) == 0)
             p->ext |= known[i].bit;
+}
+
+/* TLS is required and cannot be had: 451 4.7.5 (RFC 3463 X.7.5,
+ * cryptographic failure), never plaintext. */
+static enum cp_event tls_refused(struct client_proto *p, const char *what,
+                                 const struct client_reply *up, struct client_reply *r)
+{
+    if (up)
+        set_why(p, what, up);
+    else
+        snprintf(p->why, sizeof(p->why), "%s", what);
+    cp_local_reply(r, 451, "4.7.5", TEXT_TLS);
+    p->st = CP_DEAD;
+    drop_data(p);
+    return CP_FAILED;
+}
+
+/* EHLO or HELO was accepted: STARTTLS first if the policy wants it. */
+static enum cp_event greeted(struct client_proto *p, struct client_reply *r)
+{
+    if (!p->tls_active && p->tls_want != CP_TLS_NO) {
+        if (p->ext & EXT_STARTTLS) {
+            send_command(p, "STARTTLS");
+            p->st = CP_STARTTLS;
+            return CP_MORE;
+        }
+        if (p->tls_want == CP_TLS_MUST)
+            return tls_refused(p, "TLS required, but the upstream does not offer STARTTLS", NULL,
+                               r);
+    }
+    p->st = CP_READY;
+    return CP_REPLY;
 }
 
 /* A whole reply @p r arrived in state p->st (RFC 5321 4.3.2 says which
@@ -214,10 +258,8 @@ static enum cp_event on_reply(struct client_proto *p, bool drained, struct clien
         p->st = CP_EHLO;
         return CP_MORE;
     case CP_EHLO:
-        if (r->code == 250) {
-            p->st = CP_READY;
-            return CP_REPLY;
-        }
+        if (r->code == 250)
+            return greeted(p, r);
         if (p->lmtp || cls != 5)
             return refused_open(p, p->lmtp ? "LHLO refused" : "EHLO refused", r, r);
         p->ext = 0;
@@ -227,8 +269,22 @@ static enum cp_event on_reply(struct client_proto *p, bool drained, struct clien
     case CP_HELO:
         if (r->code != 250)
             return refused_open(p, "HELO refused", r, r);
+        return greeted(p, r);
+    case CP_STARTTLS:
+        if (r->code == 220) {
+            p->st = CP_TLS;
+            return CP_START_TLS;
+        }
+        if (p->tls_want == CP_TLS_MUST || cls == 3)
+            return tls_refused(p, "STARTTLS refused", r, r);
+        /* "may": plaintext, as the EHLO before left it (the log says so). */
+        set_why(p, "STARTTLS refused, going on without TLS", r);
+        cp_local_reply(r, 250, "", "ready without TLS");
+        r->local = false;
         p->st = CP_READY;
         return CP_REPLY;
+    case CP_TLS:
+        return CP_MORE;
     case CP_MAIL:
     case CP_RCPT:
     case CP_RSET:
@@ -330,6 +386,21 @@ void cp_lost(struct client_proto *p, const char *why, struct client_reply *r)
         snprintf(p->why, sizeof(p->why), "%s", why);
     p->st = CP_DEAD;
     drop_data(p);
+}
+
+void cp_tls_done(struct client_proto *p)
+{
+    if (p->st != CP_TLS)
+        return;
+    p->tls_active = true;
+    p->ext = 0; /* what it offers in TLS may differ (RFC 3207 4.2) */
+    send_command(p, "%s %s", p->lmtp ? "LHLO" : "EHLO", p->helo_name);
+    p->st = CP_EHLO;
+}
+
+void cp_tls_failed(struct client_proto *p, const char *why, struct client_reply *r)
+{
+    tls_refused(p, why, NULL, r);
 }
 
 void cp_mail(struct client_proto *p, const char *reverse_path, const char *params)

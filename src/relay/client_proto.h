@@ -25,6 +25,14 @@ enum client_ext {
     EXT_SMTPUTF8 = 4,
     EXT_PIPELINING = 8,
     EXT_ENHANCEDSTATUSCODES = 16,
+    EXT_STARTTLS = 32,
+};
+
+/** What the machine does about STARTTLS (RFC 3207) after EHLO. */
+enum cp_tls_want {
+    CP_TLS_NO,   /* never */
+    CP_TLS_MAY,  /* when offered; else, or when refused, go on in plaintext */
+    CP_TLS_MUST, /* when offered; else fail with 451 4.7.5 */
 };
 
 /** One upstream reply, or one made here when the upstream failed. */
@@ -43,7 +51,9 @@ enum cp_state {
     CP_GREETING,
     CP_EHLO, /* or LHLO */
     CP_HELO,
-    CP_READY, /* connected, no command in flight */
+    CP_STARTTLS, /* STARTTLS sent, waiting for 220 */
+    CP_TLS,      /* the handshake is the caller's (CP_START_TLS) */
+    CP_READY,    /* connected, no command in flight */
     CP_MAIL,
     CP_RCPT,
     CP_DATA_CMD, /* DATA sent, waiting for 354 */
@@ -73,6 +83,8 @@ struct client_proto {
     /* Data for the DATA step, sent after 354. */
     char *data;
     size_t data_len;
+    enum cp_tls_want tls_want;
+    bool tls_active;    /* the connection is TLS (after STARTTLS, or implicit) */
     unsigned rcpts_ok;  /* accepted RCPTs in this transaction (LMTP) */
     unsigned lmtp_left; /* LMTP replies still due after the final dot */
     /* Why the machine died, for the log; peer text escaped. */
@@ -81,17 +93,31 @@ struct client_proto {
 
 /** What a line (or a lost connection) means for the caller. */
 enum cp_event {
-    CP_MORE,   /* nothing for the user yet: read on */
-    CP_REPLY,  /* *r answers the step in flight (r->last: the step is over) */
-    CP_FAILED, /* the connection is unusable (p->why says why); *r is the
-                  local reply for whoever waits; close the connection */
+    CP_MORE,      /* nothing for the user yet: read on */
+    CP_REPLY,     /* *r answers the step in flight (r->last: the step is over) */
+    CP_FAILED,    /* the connection is unusable (p->why says why); *r is the
+                     local reply for whoever waits; close the connection */
+    CP_START_TLS, /* STARTTLS was accepted: throw away what else was read,
+                     do the handshake, then cp_tls_done() or cp_tls_failed() */
 };
 
 /** Start a machine. @p helo_name is borrowed. */
 void cp_init(struct client_proto *p, bool lmtp, const char *helo_name, struct cp_out out);
 
-/** The TCP connection is up: wait for the greeting. */
+/** Before connecting: what to do about STARTTLS; @p implicit: the
+ *  connection is TLS from the start (RFC 8314), so STARTTLS is not used. */
+void cp_set_tls(struct client_proto *p, enum cp_tls_want want, bool implicit);
+
+/** The TCP connection is up (for implicit TLS, the handshake is done):
+ *  wait for the greeting. */
 void cp_connected(struct client_proto *p);
+
+/** The handshake after STARTTLS finished: EHLO again (RFC 3207 4.2). */
+void cp_tls_done(struct client_proto *p);
+
+/** The handshake after STARTTLS failed (@p why, for the log): *r is the
+ *  local 451 4.7.5 for whoever waits; the machine is dead. */
+void cp_tls_failed(struct client_proto *p, const char *why, struct client_reply *r);
 
 /**
  * One reply line from the upstream, CRLF removed. @p output_drained: every

@@ -66,6 +66,9 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
         .helo_name = cfg->helo_name,
         .lmtp = cfg->lmtp,
         .timeout = cfg->timeout,
+        .tls = cfg->tls,
+        .tls_ctx = cfg->tls_ctx,
+        .smtps = cfg->smtps,
         .log = cfg->log,
         .log_arg = cfg->log_arg,
         .log_level = cfg->log_level,
@@ -466,14 +469,22 @@ char *relay_message_data(const struct smtpd_message *m, const char *by_host, uns
         header_safe(fp, sizeof(fp), m->forward_paths[0]);
         snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", fp);
     }
-    /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used. */
-    const char *with = m->smtputf8 ? "UTF8SMTP" : m->esmtp ? "ESMTP" : "SMTP";
-    char received[1800];
+    /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used; with
+     * TLS, its protocol and cipher in a comment, as Postfix writes them. */
+    bool tls = m->tls_protocol != NULL;
+    const char *with = m->smtputf8 ? (tls ? "UTF8SMTPS" : "UTF8SMTP")
+                       : m->esmtp  ? (tls ? "ESMTPS" : "ESMTP")
+                                   : "SMTP";
+    char tlspart[200] = "";
+    if (tls)
+        snprintf(tlspart, sizeof(tlspart), "\r\n\t(using %s with cipher %s (%d bits))",
+                 m->tls_protocol, m->tls_cipher ? m->tls_cipher : "unknown", m->tls_cipher_bits);
+    char received[2000];
     int rn = snprintf(received, sizeof(received),
-                      "Received: from %s (%s)\r\n\tby %s (smtpd %s) with %s id %08lX%06lX%s;"
+                      "Received: from %s (%s)\r\n\tby %s (smtpd %s) with %s id %08lX%06lX%s%s;"
                       "\r\n\t%s\r\n",
                       helo, addr, by_host, SMTPD_VERSION, with, (unsigned long)now & 0xffffffffUL,
-                      id & 0xffffffUL, forpart, date);
+                      id & 0xffffffUL, tlspart, forpart, date);
     if (rn < 0 || (size_t)rn >= sizeof(received))
         return NULL;
     if (add_from_date && !has_field(m->data, m->data_len, "From:")) {

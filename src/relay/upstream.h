@@ -20,6 +20,11 @@ struct upstream_config {
     unsigned timeout;
     unsigned pool_size;
     unsigned idle_timeout;
+    /* TLS policy and client context (borrowed; NULL with
+     * SMTPD_RELAY_TLS_NONE); pooled connections keep their TLS session. */
+    enum smtpd_relay_tls tls;
+    SSL_CTX *tls_ctx;
+    bool smtps;
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;

@@ -80,7 +80,13 @@ struct smtpd_session {
     bool in_callback;    /* inside a handler callback: answers are applied on return */
     bool seen_command;   /* a first command line came (see http_request) */
     bool closed_in_data; /* it closed during DATA, for the transaction log */
-    char *helo;          /* HELO/EHLO argument, NULL before */
+    bool started;        /* channel_start() ran: the session is in the log */
+    bool tls;            /* the connection is TLS (STARTTLS done, or implicit) */
+    bool tls_wait;       /* STARTTLS answered 220: the handshake comes next */
+    char tls_protocol[16];
+    char tls_cipher[64];
+    int tls_bits;
+    char *helo; /* HELO/EHLO argument, NULL before */
     unsigned long n_messages;
     unsigned errors;        /* replies to bad commands, for max_errors */
     const char *end_reason; /* why the session closes, for the transaction log */
@@ -125,6 +131,7 @@ static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_help(struct smtpd_session *s, const char *arg, size_t len);
+static void cmd_starttls(struct smtpd_session *s, const char *arg, size_t len);
 
 /* What a command needs first; checked in this order (smtpd's order). */
 enum { NEED_GREETING = 1, NEED_MAIL = 2, NEED_RCPT = 4 };
@@ -145,6 +152,7 @@ static const struct command {
     [CMD_VRFY] = {cmd_vrfy, 0, "VRFY <address>"},
     [CMD_EXPN] = {cmd_expn, 0, NULL},
     [CMD_HELP] = {cmd_help, 0, NULL},
+    [CMD_STARTTLS] = {cmd_starttls, 0, "STARTTLS"},
 };
 
 /* The built-in commands HELP lists, before the extensions'. */
@@ -458,7 +466,10 @@ static void ask(struct smtpd_session *s, enum smtpd_verdict verdict)
 void channel_start(struct smtpd_session *s)
 {
     const struct smtpd_handler *h = &s->params->handler;
-    smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u", s->peer_addr, s->peer_port);
+    if (!s->started)
+        smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u%s", s->peer_addr, s->peer_port,
+                          s->tls ? " (implicit TLS)" : "");
+    s->started = true;
     begin_step(s, STEP_CONNECT);
     ask(s, h->on_connect ? h->on_connect(h->arg, s) : SMTPD_DONE);
 }
@@ -492,7 +503,7 @@ static void ehlo_reply_send(struct smtpd_session *s)
 {
     const struct smtpd_handler *h = &s->params->handler;
     struct smtpd_ehlo e;
-    ehlo_init(&e, &s->params->cfg, h->commands, h->n_commands);
+    ehlo_init(&e, &s->params->cfg, s->params->starttls && !s->tls, h->commands, h->n_commands);
     if (h->on_ehlo)
         h->on_ehlo(h->arg, s, &e);
     size_t len;
@@ -823,6 +834,32 @@ static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len)
     reply(s, 502, "5.5.1", "EXPN not implemented");
 }
 
+/* RFC 3207 4: the client asks to go on in TLS. Refused in a transaction
+ * (as Postfix does): the handshake forgets the transaction anyway. */
+static void cmd_starttls(struct smtpd_session *s, const char *arg, size_t len)
+{
+    (void)arg;
+    if (!s->params->starttls || !s->tr->start_tls) {
+        reply(s, 500, "5.5.1", "Error: command not recognized");
+        return;
+    }
+    if (len > 0) {
+        reply(s, 501, "5.5.4", "Syntax: STARTTLS");
+        return;
+    }
+    if (s->tls) {
+        reply(s, 503, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    if (s->txn.reverse_path) {
+        reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+        return;
+    }
+    reply(s, 220, "2.0.0", "Ready to start TLS");
+    s->tls_wait = true;
+    s->tr->start_tls(s->io);
+}
+
 static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
                                                   size_t n);
 
@@ -834,7 +871,8 @@ static void reply_supported(struct smtpd_session *s, int code, const char *enh)
     char lines[8][REPLY_LINE_MAX - 20];
     const char *ptrs[8];
     size_t n = 0;
-    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s", SUPPORTED);
+    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s%s", SUPPORTED,
+                     s->params->starttls && !s->tls ? " STARTTLS" : "");
     for (size_t i = 0; i < h->n_commands; i++) {
         const char *verb = h->commands[i].verb;
         if (cmd_lookup(verb, strlen(verb)) != CMD_UNKNOWN)
@@ -870,7 +908,7 @@ static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
     }
     enum cmd_verb v = cmd_lookup(arg, len);
     const char *syntax = commands[v].syntax;
-    if (v == CMD_UNKNOWN || !syntax) {
+    if (v == CMD_UNKNOWN || !syntax || (v == CMD_STARTTLS && !s->params->starttls)) {
         reply_supported(s, 501, "5.5.4");
         return;
     }
@@ -1135,6 +1173,9 @@ static void end_of_data(struct smtpd_session *s)
         .esmtp = s->extended,
         .data = t->data.p ? t->data.p : "",
         .data_len = t->data.len,
+        .tls_protocol = s->tls ? s->tls_protocol : NULL,
+        .tls_cipher = s->tls ? s->tls_cipher : NULL,
+        .tls_cipher_bits = s->tls ? s->tls_bits : 0,
     };
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_DATA);
@@ -1196,6 +1237,13 @@ static void run_extension(struct smtpd_session *s, const struct smtpd_command *e
     ask(s, ext->fn(h->arg, s, arg, len));
 }
 
+/* What --require-tls lets through before TLS (RFC 3207 4). */
+static bool allowed_before_tls(enum cmd_verb v)
+{
+    return v == CMD_EHLO || v == CMD_HELO || v == CMD_STARTTLS || v == CMD_NOOP || v == CMD_RSET ||
+           v == CMD_QUIT;
+}
+
 static void command_line(struct smtpd_session *s, const char *line, size_t len)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
@@ -1244,6 +1292,13 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
         reply(s, 500, "5.5.2", "Error: line too long");
         return;
     }
+    if (cfg->require_tls && !s->tls && !allowed_before_tls(v)) {
+        /* Counted as a bad command: a client that will not STARTTLS
+         * cannot go on forever. */
+        s->errors++;
+        reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+        return;
+    }
     const struct smtpd_command *ext = find_extension(s, line, cmd_verb_len(line, len));
     if (ext) {
         run_extension(s, ext, v, arg, arg_len);
@@ -1273,7 +1328,7 @@ static void shutdown_now(struct smtpd_session *s)
 static bool idle(const struct smtpd_session *s)
 {
     return s->state == ST_COMMAND && s->step == STEP_NONE && !s->txn.reverse_path &&
-           !line_reader_pending(&s->lr);
+           !line_reader_pending(&s->lr) && !s->tls_wait;
 }
 
 /* Message data up to the end of data, or all of @p buf. */
@@ -1319,7 +1374,7 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
 {
     size_t off = 0;
     s->in_feed = true;
-    while (off < len && s->state != ST_CLOSED && s->step == STEP_NONE) {
+    while (off < len && s->state != ST_CLOSED && s->step == STEP_NONE && !s->tls_wait) {
         if (s->state == ST_DATA)
             feed_data(s, buf, len, &off);
         else
@@ -1352,6 +1407,30 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     return s;
 }
 
+void channel_tls_started(struct smtpd_session *s, const char *protocol, const char *cipher,
+                         int bits)
+{
+    s->tls = true;
+    snprintf(s->tls_protocol, sizeof(s->tls_protocol), "%s", protocol);
+    snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher);
+    s->tls_bits = bits;
+    if (s->started)
+        smtpd_session_log(s, SMTPD_LOG_INFO, "TLS from %s: %s with cipher %s (%d bits)",
+                          s->peer_addr, protocol, cipher, bits);
+    if (!s->tls_wait)
+        return;
+    /* RFC 3207 4.2: nothing learnt before TLS counts (no transaction can be
+     * open: STARTTLS is refused inside one). */
+    s->tls_wait = false;
+    free(s->helo);
+    s->helo = NULL;
+    s->extended = false;
+    s->cont = NULL;
+    line_reader_init(&s->lr);
+    if (s->draining)
+        shutdown_now(s);
+}
+
 bool channel_line_pending(const struct smtpd_session *s)
 {
     return s->state == ST_COMMAND && line_reader_pending(&s->lr);
@@ -1378,6 +1457,8 @@ enum chan_phase channel_phase(const struct smtpd_session *s)
         return PHASE_CLOSED;
     if (s->step != STEP_NONE)
         return PHASE_WAIT;
+    if (s->tls_wait)
+        return PHASE_TLS;
     return s->state == ST_DATA ? PHASE_DATA : PHASE_COMMAND;
 }
 
@@ -1429,7 +1510,7 @@ void channel_shutdown(struct smtpd_session *s, bool now)
 
 void channel_lost(struct smtpd_session *s, const char *why)
 {
-    if (s->state != ST_CLOSED) {
+    if (s->state != ST_CLOSED && s->started) {
         smtpd_session_log(s, SMTPD_LOG_INFO, "lost connection from %s (%s)", s->peer_addr, why);
         /* The client closing its side is a disconnect; the rest is lost. */
         s->end_reason = strcmp(why, "eof") == 0 ? "a disconnect" : "a lost connection";
@@ -1445,11 +1526,13 @@ void channel_free(struct smtpd_session *s)
     const struct smtpd_handler *h = &s->params->handler;
     if (s->txn.reverse_path)
         log_ended(s, s->end_reason ? s->end_reason : "a disconnect");
-    smtpd_session_log(s, SMTPD_LOG_INFO, "disconnect from %s messages=%lu", s->peer_addr,
-                      s->n_messages);
+    if (s->started)
+        smtpd_session_log(s, SMTPD_LOG_INFO, "disconnect from %s messages=%lu", s->peer_addr,
+                          s->n_messages);
     s->step = STEP_NONE;
-    /* The handler hears of the end first, while the session is still whole. */
-    if (h->on_close)
+    /* The handler hears of the end first, while the session is still whole
+     * (of a session it saw begin: an implicit TLS handshake may fail first). */
+    if (h->on_close && s->started)
         h->on_close(h->arg, s);
     free(s->txn.refusal);
     free(s->txn.data_refusal);
@@ -1485,6 +1568,16 @@ const char *smtpd_session_peer_addr(const struct smtpd_session *s)
 uint16_t smtpd_session_peer_port(const struct smtpd_session *s)
 {
     return s->peer_port;
+}
+
+const char *smtpd_session_tls_protocol(const struct smtpd_session *s)
+{
+    return s->tls ? s->tls_protocol : NULL;
+}
+
+const char *smtpd_session_tls_cipher(const struct smtpd_session *s)
+{
+    return s->tls ? s->tls_cipher : NULL;
 }
 
 const char *smtpd_session_helo(const struct smtpd_session *s)

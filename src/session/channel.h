@@ -29,12 +29,20 @@ struct chan_transport {
      *  it says so after a command, channel_feed() returns early and the
      *  caller feeds the rest once the replies have gone out. */
     bool (*backlogged)(void *io);
+    /** STARTTLS was answered 220 (queued with write): once it is sent,
+     *  throw away every byte the client sent after the STARTTLS line (RFC
+     *  3207 5, CVE-2011-0411: they must never be read as commands), do the
+     *  handshake, then call channel_tls_started(), or drop the connection.
+     *  Until then channel_feed() takes nothing. NULL: never asked (a
+     *  channel without chan_params.starttls). */
+    void (*start_tls)(void *io);
 };
 
 /** Settings shared by all channels of a server; immutable while they run. */
 struct chan_params {
     struct smtpd_config cfg; /* hostname is set */
     struct smtpd_handler handler;
+    bool starttls; /* a TLS context is there: STARTTLS is offered */
 };
 
 /** Which timeout applies now. */
@@ -42,6 +50,7 @@ enum chan_phase {
     PHASE_COMMAND, /* waiting for a command line: command_timeout */
     PHASE_DATA,    /* receiving data: data_timeout */
     PHASE_WAIT,    /* waiting for a handler: answer_timeout */
+    PHASE_TLS,     /* STARTTLS answered: the TLS handshake comes next */
     PHASE_CLOSED,  /* closing: read nothing more */
 };
 
@@ -59,6 +68,13 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
 
 /** Run on_connect and send the greeting (or the refusal). */
 void channel_start(struct smtpd_session *s);
+
+/** The TLS handshake finished, with @p protocol, @p cipher (copied) and
+ *  @p bits. After STARTTLS the session starts over (RFC 3207 4.2: the
+ *  greeting, EHLO and any transaction are forgotten); for implicit TLS call
+ *  it before channel_start(). */
+void channel_tls_started(struct smtpd_session *s, const char *protocol, const char *cipher,
+                         int bits);
 
 /** Feed client bytes. @return how many were taken; the rest must be fed
  *  again after transport->resume (a handler is pending), once the replies

@@ -19,9 +19,9 @@ struct smtpd_ehlo {
     char line[EHLO_MAX_LINES][EHLO_LINE_MAX + 1];
 };
 
-/** The built-in keywords of a server with @p cfg, then the ehlo lines of
- *  @p cmds (@p n of them). */
-void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg,
+/** The built-in keywords of a server with @p cfg (and STARTTLS when
+ *  @p starttls), then the ehlo lines of @p cmds (@p n of them). */
+void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg, bool starttls,
                const struct smtpd_command *cmds, size_t n);
 
 /** The whole 250 reply: @p hostname on the first line, then the keyword

@@ -39,7 +39,13 @@ bool io_backlogged(void *io)
     return f->backlog && f->len >= f->backlog;
 }
 
-const struct chan_transport fake_transport = {io_write, io_close, io_resume, io_backlogged};
+void io_start_tls(void *io)
+{
+    ((struct fake_io *)io)->n_start_tls++;
+}
+
+const struct chan_transport fake_transport = {io_write, io_close, io_resume, io_backlogged,
+                                              io_start_tls};
 
 /* ---- recording handler ---- */
 
@@ -74,6 +80,8 @@ void msg_free(struct msg_copy *m)
     free_strv(m->forward_paths, m->n_forward_paths);
     free_strv(m->mail_options, m->n_mail_options);
     free(m->data);
+    free(m->tls_protocol);
+    free(m->tls_cipher);
     memset(m, 0, sizeof(*m));
 }
 
@@ -146,6 +154,9 @@ enum smtpd_verdict on_message(void *arg, struct smtpd_session *s, const struct s
     r->msg.n_rcpt_options = m->n_rcpt_options;
     r->msg.smtputf8 = m->smtputf8;
     r->msg.esmtp = m->esmtp;
+    r->msg.tls_protocol = m->tls_protocol ? xstrdup(m->tls_protocol) : NULL;
+    r->msg.tls_cipher = m->tls_cipher ? xstrdup(m->tls_cipher) : NULL;
+    r->msg.tls_cipher_bits = m->tls_cipher_bits;
     assert_non_null(m->data);
     r->msg.data = malloc(m->data_len + 1);
     assert_non_null(r->msg.data);

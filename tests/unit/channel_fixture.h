@@ -24,8 +24,9 @@ struct fake_io {
     size_t len, cap;
     unsigned n_writes; /* write calls since the last check */
     unsigned n_close, n_resume;
-    size_t after_close; /* bytes written after close */
-    size_t backlog;     /* backlogged() once this many bytes wait; 0: never */
+    unsigned n_start_tls; /* start_tls calls */
+    size_t after_close;   /* bytes written after close */
+    size_t backlog;       /* backlogged() once this many bytes wait; 0: never */
 };
 
 struct msg_copy {
@@ -42,6 +43,9 @@ struct msg_copy {
     bool esmtp;
     char *data;
     size_t data_len;
+    char *tls_protocol; /* NULL: plaintext */
+    char *tls_cipher;
+    int tls_cipher_bits;
 };
 
 struct rec {
@@ -93,6 +97,7 @@ void io_write(void *io, const char *buf, size_t len);
 void io_close(void *io);
 void io_resume(void *io);
 bool io_backlogged(void *io);
+void io_start_tls(void *io);
 /* Copies and frees for the recording handler. */
 char *xstrdup(const char *s);
 void free_strv(char **v, size_t n);
