@@ -287,7 +287,7 @@ static void begin_tls(struct conn *c)
  * session gets its greeting now. */
 static void tls_established(struct conn *c)
 {
-    struct tls_info info;
+    struct tls_info info = {0};
     tls_info_of(bufferevent_openssl_get_ssl(c->bev), &info);
     c->handshaking = false;
     channel_tls_started(c->chan, info.protocol, info.cipher, info.bits);

@@ -252,7 +252,7 @@ static void tls_up(struct smtp_client *c)
 {
     c->handshaking = false;
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    struct tls_info info;
+    struct tls_info info = {0};
     tls_info_of(ssl, &info);
     client_log(c, SMTPD_LOG_INFO, "TLS %s with cipher %s (%d bits), certificate %s", info.protocol,
                info.cipher, info.bits,

@@ -76,6 +76,8 @@ struct harness {
     enum ext owed_ext;
     bool owed_replaces;
     enum ext cont;
+    /* STARTTLS was answered: the "handshake" (see pump) comes next. */
+    bool tls_wait;
 };
 
 /* ---- trace: FUZZ_TRACE=1 ./fuzz_channel reproducer prints the dialogue ---- */
@@ -202,11 +204,22 @@ static bool tr_backlogged(void *io)
     return h->said_backlogged;
 }
 
+static void tr_start_tls(void *io)
+{
+    struct harness *h = io;
+    trace("-- transport start_tls");
+    FUZZ_CHECK(h->in_feed);
+    FUZZ_CHECK(h->params->starttls);
+    FUZZ_CHECK(!h->tls_wait && !h->closed);
+    h->tls_wait = true;
+}
+
 static const struct chan_transport transport = {
     .write = tr_write,
     .close = tr_close,
     .resume = tr_resume,
     .backlogged = tr_backlogged,
+    .start_tls = tr_start_tls,
 };
 
 /* ---- log ---- */
@@ -724,6 +737,18 @@ static void pump(struct harness *h, struct inbuf *b)
         bool said = h->said_backlogged;
         h->said_backlogged = false;
         h->unsent = 0; /* the client reads what was written */
+        if (h->tls_wait) {
+            /* As the connection does: the channel takes nothing until the
+             * handshake, and what was pipelined after STARTTLS is gone. */
+            FUZZ_CHECK(channel_phase(h->s) == PHASE_TLS);
+            FUZZ_CHECK(channel_feed(h->s, "NOOP\r\n", 6) == 0);
+            inbuf_drain(b, b->len);
+            h->tls_wait = false;
+            channel_tls_started(h->s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", 128);
+            FUZZ_CHECK(smtpd_session_tls_protocol(h->s) != NULL);
+            FUZZ_CHECK(smtpd_session_helo(h->s) == NULL || h->closed);
+            continue;
+        }
         if (used < len) {
             /* Stopped early: closed, waiting, or told to by the transport. */
             if (!h->closed && !h->owed) {
@@ -764,8 +789,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(long_host, 'h', 300);
         memcpy(long_host + 300, ".example", 9);
     }
-    struct chan_params params;
+    struct chan_params params = {0};
     smtpd_config_init(&params.cfg);
+    /* Seed bits 22, 21 and 20: STARTTLS offered, --require-tls, implicit TLS. */
+    params.starttls = (seed >> 22) & 1;
+    params.cfg.require_tls = params.starttls && ((seed >> 21) & 1);
+    bool implicit_tls = params.starttls && ((seed >> 20) & 1);
     params.cfg.hostname = (flags & 16) ? long_host : "mx.fuzz.example";
     params.cfg.decode_data = flags & 2;
     params.cfg.enable_smtputf8 = (flags & 1) && !(flags & 2);
@@ -807,6 +836,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.s = channel_new(&params, &transport, &h, &addrs, 1);
     FUZZ_CHECK(h.s != NULL);
     FUZZ_CHECK(channel_phase(h.s) == PHASE_COMMAND);
+    if (implicit_tls)
+        channel_tls_started(h.s, "TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384", 256);
     channel_start(h.s);
     if (!h.owed && h.last_step == K_CONNECT && h.last_code >= 400)
         FUZZ_CHECK(h.closed);

@@ -6,7 +6,8 @@
  * the data is out, closes at any point, and the relay's commands (MAIL,
  * RCPT, DATA, RSET, QUIT) in between, SMTP or LMTP.
  *
- * Input: byte 0: bit 0 LMTP. Then operations, one byte each (low 3 bits
+ * Input: byte 0: bit 0 LMTP, bits 1-2 TLS (STARTTLS never, may, must; or
+ * implicit TLS). Then operations, one byte each (low 3 bits
  * choose, the rest is a parameter), some followed by more bytes:
  *   0 connected        1 a command, if the machine is ready (param: which)
  *   2 a reply line from a template: [code index][flags], flags bit 0 '-'
@@ -16,6 +17,8 @@
  *   4 the output was written to the kernel (drained)
  *   5 the connection is lost (timeout, close)
  *   6,7 a reply line chosen by the parameter alone (fast paths)
+ * After STARTTLS is accepted (CP_START_TLS) the next input byte says how
+ * the handshake ends: even, done; odd, failed.
  *
  * Invariants (FUZZ_CHECK aborts):
  * - every step the relay waits for (the open, each command) gets exactly
@@ -26,6 +29,8 @@
  * - a 2xx to the DATA step comes only after the data and the final dot were
  *   written and drained (the upstream acknowledged data it had);
  * - LMTP: one reply per accepted recipient after the dot, the last marked;
+ * - TLS required: the open succeeds only over TLS, never in plaintext; a
+ *   TLS failure is a local 451 4.7.5; STARTTLS comes only when wanted;
  * - a dead machine reads nothing and writes nothing; cp_ready() only when
  *   connected and idle;
  * - commands are single CRLF-terminated lines; data is dot-stuffed after
@@ -56,6 +61,8 @@ struct harness {
     unsigned rcpts_ok;     /* RCPTs answered 2xx since MAIL */
     unsigned lmtp_replies; /* replies seen after the dot so far */
     int n_outputs;         /* commands written since the last event */
+    enum cp_tls_want tls;  /* the policy */
+    bool implicit_tls;
 };
 
 static void out_command(void *arg, const char *line, size_t len)
@@ -65,6 +72,8 @@ static void out_command(void *arg, const char *line, size_t len)
     FUZZ_CHECK(len >= 3 && line[len - 2] == '\r' && line[len - 1] == '\n');
     FUZZ_CHECK(memchr(line, '\n', len - 1) == NULL);
     FUZZ_CHECK(memchr(line, '\r', len - 2) == NULL);
+    if (len == 10 && memcmp(line, "STARTTLS", 8) == 0)
+        FUZZ_CHECK(h->tls != CP_TLS_NO && !h->p.tls_active);
     h->unflushed = true;
     h->n_outputs++;
 }
@@ -125,6 +134,9 @@ static void event(struct harness *h, enum cp_event ev, const struct client_reply
     switch (h->w) {
     case W_OPEN:
         FUZZ_CHECK(r->code == 250 && r->last);
+        /* Never plaintext where TLS is required. */
+        if (h->tls == CP_TLS_MUST)
+            FUZZ_CHECK(h->p.tls_active);
         break;
     case W_RCPT:
         FUZZ_CHECK(r->last);
@@ -169,8 +181,8 @@ static const int codes[] = {220, 250, 251, 252, 221, 354, 334, 421, 450, 451,
                             452, 500, 501, 503, 550, 552, 554, 555, 200, 599};
 
 static const char *const keywords[] = {
-    "SIZE 1000",           "8BITMIME",   "SMTPUTF8", "PIPELINING",
-    "ENHANCEDSTATUSCODES", "AUTH PLAIN", "size",     ""};
+    "SIZE 1000",  "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES",
+    "AUTH PLAIN", "size",     "",         "STARTTLS",   "starttls x"};
 
 static void template_line(struct fuzz_in *in, char *line, size_t *len, int code_idx)
 {
@@ -240,7 +252,24 @@ static void command(struct harness *h, uint8_t which)
     FUZZ_CHECK(!cp_ready(&h->p));
 }
 
-static void feed(struct harness *h, const char *line, size_t len)
+/* STARTTLS was accepted: the handshake ends as the input says. */
+static void handshake(struct harness *h, struct fuzz_in *in)
+{
+    FUZZ_CHECK(h->p.st == CP_TLS && h->w == W_OPEN);
+    FUZZ_CHECK(h->tls != CP_TLS_NO && !h->implicit_tls && !h->p.tls_active);
+    h->n_outputs = 0;
+    if (fuzz_byte(in) % 2 == 0) {
+        cp_tls_done(&h->p);
+        FUZZ_CHECK(h->p.st == CP_EHLO && h->p.tls_active && h->n_outputs == 1);
+        return;
+    }
+    struct client_reply r;
+    cp_tls_failed(&h->p, "handshake failed", &r);
+    FUZZ_CHECK(r.code == 451 && strcmp(r.enh, "4.7.5") == 0 && h->n_outputs == 0);
+    event(h, CP_FAILED, &r);
+}
+
+static void feed(struct harness *h, const char *line, size_t len, struct fuzz_in *in)
 {
     struct client_reply r;
     memset(&r, 0x5a, sizeof(r));
@@ -249,6 +278,10 @@ static void feed(struct harness *h, const char *line, size_t len)
     enum cp_event ev = cp_line(&h->p, line, len, !h->unflushed, &r);
     if (before == CP_CONNECTING || before == CP_DEAD) {
         FUZZ_CHECK(ev == CP_MORE && h->n_outputs == 0 && h->p.st == before);
+        return;
+    }
+    if (ev == CP_START_TLS) {
+        handshake(h, in);
         return;
     }
     event(h, ev, &r);
@@ -262,8 +295,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_in in = {data, size};
     struct harness h;
     memset(&h, 0, sizeof(h));
-    h.lmtp = fuzz_byte(&in) & 1;
+    uint8_t first = fuzz_byte(&in);
+    h.lmtp = first & 1;
+    static const enum cp_tls_want wants[] = {CP_TLS_NO, CP_TLS_MAY, CP_TLS_MUST, CP_TLS_MUST};
+    h.implicit_tls = ((first >> 1) & 3) == 3;
+    h.tls = h.implicit_tls ? CP_TLS_NO : wants[(first >> 1) & 3];
     cp_init(&h.p, h.lmtp, "relay.example", (struct cp_out){out_command, out_data, &h});
+    cp_set_tls(&h.p, wants[(first >> 1) & 3], h.implicit_tls);
     h.w = W_OPEN;
     while (in.n > 0) {
         uint8_t op = fuzz_byte(&in);
@@ -278,7 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 2:
             template_line(&in, line, &len, fuzz_byte(&in));
-            feed(&h, line, len);
+            feed(&h, line, len, &in);
             break;
         case 3:
             len = fuzz_byte(&in) % sizeof(line);
@@ -287,7 +325,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(line, in.p, len);
             in.p += len;
             in.n -= len;
-            feed(&h, line, len);
+            feed(&h, line, len, &in);
             break;
         case 4:
             h.unflushed = false;
@@ -306,7 +344,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         default:
             template_line(&in, line, &len, op >> 3);
-            feed(&h, line, len);
+            feed(&h, line, len, &in);
             break;
         }
         FUZZ_CHECK(!cp_ready(&h.p) || (h.w == W_NONE && !h.dead));
