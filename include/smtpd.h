@@ -235,7 +235,7 @@ enum smtpd_command_flags {
  * them (smtpd_handler.commands) must outlive the server.
  *
  * A verb that names a built-in command (HELO, EHLO, MAIL, RCPT, DATA, RSET,
- * NOOP, QUIT, VRFY, EXPN, HELP) replaces it; the replacement may run the
+ * NOOP, QUIT, VRFY, EXPN, HELP, STARTTLS) replaces it; the replacement may run the
  * built-in behaviour for the same line with smtpd_run_builtin() (the
  * subclass's super().smtp_MAIL(arg)). Only built-in behaviour changes the
  * session's state (greeting, transaction, DATA): an extension answers, and

@@ -463,12 +463,21 @@ static void ask(struct smtpd_session *s, enum smtpd_verdict verdict)
 
 /* ---- greeting ---- */
 
+static void log_tls(const struct smtpd_session *s)
+{
+    smtpd_session_log(s, SMTPD_LOG_INFO, "TLS from %s: %s with cipher %s (%d bits)", s->peer_addr,
+                      s->tls_protocol, s->tls_cipher, s->tls_bits);
+}
+
 void channel_start(struct smtpd_session *s)
 {
     const struct smtpd_handler *h = &s->params->handler;
-    if (!s->started)
+    if (!s->started) {
         smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u%s", s->peer_addr, s->peer_port,
                           s->tls ? " (implicit TLS)" : "");
+        if (s->tls)
+            log_tls(s);
+    }
     s->started = true;
     begin_step(s, STEP_CONNECT);
     ask(s, h->on_connect ? h->on_connect(h->arg, s) : SMTPD_DONE);
@@ -1415,8 +1424,7 @@ void channel_tls_started(struct smtpd_session *s, const char *protocol, const ch
     snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", cipher);
     s->tls_bits = bits;
     if (s->started)
-        smtpd_session_log(s, SMTPD_LOG_INFO, "TLS from %s: %s with cipher %s (%d bits)",
-                          s->peer_addr, protocol, cipher, bits);
+        log_tls(s);
     if (!s->tls_wait)
         return;
     /* RFC 3207 4.2: nothing learnt before TLS counts (no transaction can be

@@ -113,14 +113,20 @@ void tls_failure(struct bufferevent *bev, char *buf, size_t n)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    unsigned long e, last = 0;
+    /* libevent hands the errors back newest first, and keeps SSL_get_error()'s
+     * code among them (no library part): the first real one is the reason. */
+    unsigned long e, first = 0;
     while ((e = bufferevent_get_openssl_error(bev)) != 0)
-        last = e;
+        if (!first && ERR_GET_LIB(e) != 0)
+            first = e;
+    const char *reason = first ? ERR_reason_error_string(first) : NULL;
     if (vr != X509_V_OK) {
         snprintf(buf, n, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
-    } else if (last) {
+    } else if (reason) {
+        snprintf(buf, n, "%s", reason);
+    } else if (first) {
         char text[256];
-        ERR_error_string_n(last, text, sizeof(text));
+        ERR_error_string_n(first, text, sizeof(text));
         snprintf(buf, n, "%s", text);
     } else {
         snprintf(buf, n, "the peer closed the connection");
