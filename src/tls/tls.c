@@ -10,15 +10,19 @@
 #include <stdio.h>
 #include <string.h>
 
-/* "what file: OpenSSL's last error" into @p why. */
-static void last_error(char *why, size_t whysz, const char *what, const char *file)
+/* "what file: reason" into @p why, with the queue's oldest error, the cause
+ * (ENOENT from fopen, "no start line" from the PEM reader), not the "PEM
+ * lib" or "system lib" that the layers above add. */
+static void first_error(char *why, size_t whysz, const char *what, const char *file)
 {
-    unsigned long e = ERR_peek_last_error();
-    char text[256] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, text, sizeof(text));
-    ERR_clear_error();
-    snprintf(why, whysz, "%s %s: %s", what, file, text);
+    unsigned long e, first = 0;
+    while ((e = ERR_get_error()) != 0)
+        if (!first)
+            first = e;
+    const char *reason = !first                              ? NULL
+                         : ERR_GET_LIB(first) == ERR_LIB_SYS ? strerror(ERR_GET_REASON(first))
+                                                             : ERR_reason_error_string(first);
+    snprintf(why, whysz, "%s %s: %s", what, file, reason ? reason : "unknown error");
 }
 
 /* What both sides share: TLS 1.2+ (RFC 8996 retired 1.0 and 1.1, RFC 8314
@@ -44,11 +48,11 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char *w
         return NULL;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        last_error(why, whysz, "cannot load the certificate", cert_file);
+        first_error(why, whysz, "cannot load the certificate", cert_file);
     } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-        last_error(why, whysz, "cannot load the private key", key_file);
+        first_error(why, whysz, "cannot load the private key", key_file);
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
-        last_error(why, whysz, "the private key does not match the certificate in", cert_file);
+        first_error(why, whysz, "the private key does not match the certificate in", cert_file);
     } else {
         /* No session cache between processes or tickets across restarts:
          * the defaults (an in-memory cache, tickets) are kept. */
@@ -71,7 +75,7 @@ SSL_CTX *tls_client_ctx_new(bool verify, const char *ca_file, char *why, size_t 
     int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
                      : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
-        last_error(why, whysz, "cannot load the CA certificates", ca_file ? ca_file : "(system)");
+        first_error(why, whysz, "cannot load the CA certificates", ca_file ? ca_file : "(system)");
         SSL_CTX_free(ctx);
         return NULL;
     }
