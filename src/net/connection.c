@@ -50,6 +50,7 @@ struct conn {
     bool tls_pending;        /* STARTTLS answered: TLS starts once the 220 is sent */
     bool handshaking;        /* the TLS handshake is under way */
     bool implicit_tls;       /* an implicit TLS listener's: no greeting before TLS */
+    struct event *tls_ev;    /* the handshake's deadline (NULL: never TLS) */
     bool shutdown_asked;     /* the server shut down during the handshake */
     bool shutdown_now;
 };
@@ -222,6 +223,7 @@ static void pause_if_unsent(struct conn *c)
 static void conn_read(struct bufferevent *bev, void *arg);
 static void conn_write(struct bufferevent *bev, void *arg);
 static void conn_event(struct bufferevent *bev, short what, void *arg);
+static void tls_deadline(evutil_socket_t fd, short what, void *arg);
 
 /* A bufferevent for @p c and its callbacks, on socket @p fd: plaintext,
  * or (@p ssl) a TLS server side whose handshake starts now. */
@@ -241,9 +243,14 @@ static struct bufferevent *make_bev(struct conn *c, struct event_base *base, evu
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
         c->tls = true;
         c->handshaking = true;
+        /* A deadline for the whole handshake: the bufferevent's timeouts
+         * restart with every byte, and a client could trickle one. */
         struct timeval tv;
         struct timeval *t = secs(&tv, c->params->cfg.tls_handshake_timeout);
-        bufferevent_set_timeouts(bev, t, t);
+        bufferevent_set_timeouts(bev, t, t); /* a silent client, should the timer fail */
+        c->tls_ev = c->tls_ev ? c->tls_ev : evtimer_new(base, tls_deadline, c);
+        if (c->tls_ev && t)
+            evtimer_add(c->tls_ev, t);
     }
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     return bev;
@@ -290,6 +297,8 @@ static void tls_established(struct conn *c)
     struct tls_info info = {0};
     tls_info_of(bufferevent_openssl_get_ssl(c->bev), &info);
     c->handshaking = false;
+    if (c->tls_ev)
+        evtimer_del(c->tls_ev);
     channel_tls_started(c->chan, info.protocol, info.cipher, info.bits);
     if (c->implicit_tls)
         channel_start(c->chan);
@@ -319,6 +328,15 @@ static void tls_handshake_failed(struct conn *c, short what)
     smtpd_session_log(c->chan, SMTPD_LOG_INFO, "%s (implicit TLS from %s:%u)", msg,
                       conn_peer_addr(c), smtpd_session_peer_port(c->chan));
     conn_free(c);
+}
+
+static void tls_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->handshaking)
+        tls_handshake_failed(c, BEV_EVENT_TIMEOUT);
 }
 
 static void conn_read(struct bufferevent *bev, void *arg)
@@ -539,6 +557,8 @@ void conn_free(struct conn *c)
     }
     channel_free(c->chan);
     event_free(c->answer_ev);
+    if (c->tls_ev)
+        event_free(c->tls_ev);
     if (c->tls && !c->handshaking) {
         /* close_notify (RFC 8446 6.1), without waiting for the client's. */
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
