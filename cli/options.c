@@ -62,17 +62,20 @@ const char options_usage[] =
     "      --tls-cert FILE     certificate (PEM, its chain after it): offer STARTTLS\n"
     "      --tls-key FILE      private key (PEM) of --tls-cert; read before root is\n"
     "                          dropped; SIGHUP reads both again\n"
-    "      --smtps HOST:PORT   also listen there with implicit TLS (port 465 style)\n"
-    "      --require-tls       before STARTTLS only EHLO, HELO, STARTTLS, NOOP, RSET\n"
-    "                          and QUIT (530 5.7.0 for the rest)\n"
+    "      --smtps HOST:PORT   also listen there with implicit TLS (port 465 style;\n"
+    "                          every address of HOST); needs --tls-cert\n"
+    "      --require-tls       before TLS only EHLO, HELO, STARTTLS, NOOP, RSET and\n"
+    "                          QUIT (530 5.7.0 for the rest); needs --tls-cert\n"
     "      --tls-handshake-timeout S\n"
-    "                          seconds a TLS handshake may take (default 30)\n"
+    "                          seconds a TLS handshake may take (default 30; 0: no\n"
+    "                          limit)\n"
     "      --relay-tls POLICY  TLS to the smarthost: none, may (STARTTLS if offered,\n"
     "                          the default), encrypt (STARTTLS required) or verify\n"
     "                          (required, certificate and name verified)\n"
     "      --relay-ca FILE     CA certificates (PEM) for --relay-tls verify (default:\n"
     "                          the system's)\n"
-    "      --relay-smtps       implicit TLS to the smarthost (port 465 style)\n"
+    "      --relay-smtps       implicit TLS to the smarthost (port 465 style; not with\n"
+    "                          --relay-tls none)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -294,6 +297,12 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             o->tls_key = optarg;
             break;
         case OPT_SMTPS:
+            if (o->smtps) {
+                snprintf(err, errsz,
+                         "--smtps given twice (one listens on every address of "
+                         "its host name)");
+                return -1;
+            }
             if (hostport_problem(optarg, true)) {
                 snprintf(err, errsz, "invalid --smtps '%s' (%s)", optarg,
                          hostport_problem(optarg, true));

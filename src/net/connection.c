@@ -431,9 +431,15 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         conn_read(bev, c);
         return;
     }
+    char why[300] = "error";
+    if (c->tls && !(what & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))) {
+        char e[256];
+        tls_failure(c->bev, e, sizeof(e));
+        snprintf(why, sizeof(why), "TLS error: %s", e);
+    }
     conn_drop(c, (what & BEV_EVENT_EOF)       ? "eof"
                  : (what & BEV_EVENT_TIMEOUT) ? "write timeout"
-                                              : "error");
+                                              : why);
 }
 
 /* Numeric text and port of @p sa into @p addr (64 bytes) and @p port. */

@@ -22,6 +22,7 @@ struct upstream {
     char host[256];
     char port[8];
     struct client_config ccfg;
+    struct client_config ccfg_plain; /* the same without TLS ("may" after a TLS failure) */
     struct pooled *idle;
     unsigned n_idle;
     /* Connections on their way back to the pool (RSET in flight). */
@@ -73,6 +74,9 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
         .log_arg = cfg->log_arg,
         .log_level = cfg->log_level,
     };
+    u->ccfg_plain = u->ccfg;
+    u->ccfg_plain.tls = SMTPD_RELAY_TLS_NONE;
+    u->ccfg_plain.tls_ctx = NULL;
     return u;
 }
 
@@ -296,6 +300,26 @@ static void send_mail(struct leg *l)
 static void opened(void *arg, const struct client_reply *r)
 {
     struct leg *l = arg;
+    const struct upstream_config *cfg = &l->u->cfg;
+    if (r->code == 451 && strcmp(r->enh, "4.7.5") == 0 && cfg->tls == SMTPD_RELAY_TLS_MAY &&
+        !cfg->smtps && !l->plain_retry) {
+        /* "may": the STARTTLS the upstream offered failed (the client
+         * logged why); plaintext is allowed, so once more without TLS, as
+         * Postfix retries such a delivery. */
+        l->plain_retry = true;
+        client_close(l->c);
+        if (cfg->log && cfg->log_level >= SMTPD_LOG_WARNING) {
+            char line[400];
+            snprintf(line, sizeof(line),
+                     "upstream %s: TLS failed; again without TLS (--relay-tls may)",
+                     l->u->hostport);
+            cfg->log(cfg->log_arg, SMTPD_LOG_WARNING, line);
+        }
+        l->c = client_open(&l->u->ccfg_plain, opened, l);
+        if (!l->c)
+            refuse(l, 451, "4.3.0", "Error: local error in processing");
+        return;
+    }
     if (r->code != 250) {
         /* Unreachable or refused us (a local 451 4.4.1): the client retries. */
         client_close(l->c);
@@ -319,6 +343,7 @@ void leg_mail(struct leg *l, const char *reverse_path, const char *const *params
     l->reverse_path = strdup(reverse_path);
     l->waiting = true;
     l->retried = false;
+    l->plain_retry = false;
     /* A UTF-8 reverse-path needs SMTPUTF8 upstream, asked for or not
      * (RFC 6531 3.4). */
     l->need_smtputf8 = has_8bit(reverse_path, strlen(reverse_path));

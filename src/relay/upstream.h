@@ -54,9 +54,10 @@ struct leg {
     leg_done_fn done;
     void *arg;
     struct smtp_client *c;
-    bool waiting; /* a step is in flight */
-    bool in_txn;  /* the upstream accepted MAIL; no DATA end yet */
-    bool retried; /* MAIL was answered 421 once; a fresh connection was tried */
+    bool waiting;     /* a step is in flight */
+    bool in_txn;      /* the upstream accepted MAIL; no DATA end yet */
+    bool retried;     /* MAIL was answered 421 once; a fresh connection was tried */
+    bool plain_retry; /* "may": TLS failed, a plaintext connection was tried */
     char *reverse_path;
     char params[160];
     bool need_smtputf8, need_8bitmime;

@@ -39,6 +39,17 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method)
     return ctx;
 }
 
+/* OpenSSL would ask for a passphrase on the terminal, which a server
+ * cannot answer: an encrypted key fails at once, and says so. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    *(bool *)asked = true;
+    return 0;
+}
+
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char *why, size_t whysz)
 {
     ERR_clear_error();
@@ -47,15 +58,24 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char *w
         snprintf(why, whysz, "cannot create a TLS context (out of memory)");
         return NULL;
     }
+    bool asked = false;
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         first_error(why, whysz, "cannot load the certificate", cert_file);
     } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
         first_error(why, whysz, "cannot load the private key", key_file);
+        if (asked)
+            snprintf(why, whysz,
+                     "cannot load the private key %s: it is encrypted, and smtpd cannot ask "
+                     "for a passphrase (decrypt it: openssl pkey -in KEY -out NEWKEY)",
+                     key_file);
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
         first_error(why, whysz, "the private key does not match the certificate in", cert_file);
     } else {
-        /* No session cache between processes or tickets across restarts:
-         * the defaults (an in-memory cache, tickets) are kept. */
+        /* The defaults (an in-memory session cache, tickets) are kept. */
+        SSL_CTX_set_default_passwd_cb(ctx, NULL);
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
         return ctx;
     }
     SSL_CTX_free(ctx);

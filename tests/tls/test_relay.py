@@ -19,7 +19,8 @@ What is checked:
   encrypt or verify to an upstream without STARTTLS: 451 4.7.5, no MAIL in
       plaintext; encrypt does not look at the certificate
   may (and the default) to that upstream: plaintext; to an upstream that
-      offers STARTTLS: TLS, "certificate not verified"
+      offers STARTTLS: TLS, "certificate not verified"; to one whose TLS
+      fails (it speaks only TLS 1.1): again at once in plaintext, delivered
   none to an upstream offering STARTTLS: delivered without STARTTLS
   --relay-smtps with verify and with may: delivered over implicit TLS; with
       the wrong CA, or to a plaintext upstream: 451 4.4.1, and the log line
@@ -56,7 +57,8 @@ from aiosmtpd.smtp import SMTP
 ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--out", required=True)
-ap.add_argument("--mode", choices=("plain", "starttls", "require", "smtps"), required=True)
+ap.add_argument("--mode", choices=("plain", "starttls", "require", "smtps", "brokentls"),
+                required=True)
 ap.add_argument("--cert")
 ap.add_argument("--key")
 args = ap.parse_args()
@@ -111,6 +113,11 @@ if args.mode != "plain":
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
     ctx.sni_callback = remember_sni
+    if args.mode == "brokentls":
+        # STARTTLS offered, but only with TLS 1.1, which smtpd refuses: every
+        # handshake fails; plaintext mail is still taken.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     if args.mode == "smtps":
         kw = {"ssl_context": ctx}
     else:
@@ -413,6 +420,20 @@ class RelayTLS(unittest.TestCase):
                 relay = self.relay(up, *options)
                 self.deliver(relay, up)
                 self.assertUpstreamTLS(up, relay, verified=False)
+
+    def test_may_goes_on_in_plaintext_when_tls_fails(self):
+        """Under may, a STARTTLS whose handshake fails is retried at once on
+        a new connection without TLS (plaintext is allowed); under encrypt
+        the same upstream gets 451 4.7.5 and no MAIL."""
+        up = self.upstream("brokentls")
+        relay = self.relay(up, "--relay-tls", "may")
+        self.deliver(relay, up)
+        self.assertEqual([e["tls"] for e in up.of("mail")], [False])
+        self.assertRegex(relay.stderr_text(), r"TLS handshake failed: [a-z]")
+        self.assertIn("again without TLS (--relay-tls may)", relay.stderr_text())
+        up2 = self.upstream("brokentls")
+        relay2 = self.relay(up2, "--relay-tls", "encrypt")
+        self.refused_at_mail(relay2, up2, 451, "4.7.5", rb"TLS handshake failed: [a-z]")
 
     def test_none_ignores_starttls(self):
         up = self.upstream("starttls")
