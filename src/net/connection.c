@@ -390,6 +390,7 @@ static void conn_write(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->tls_pending && pending == 0 && !c->closing) {
+        c->output_paused = false; /* the 220 was what filled the socket */
         switch_to_tls(c);
         return;
     }

@@ -34,7 +34,11 @@ static SSL_CTX *ctx_new(const SSL_METHOD *method)
     if (!ctx)
         return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* A peer that closes without close_notify is an EOF (the dialogue says
+     * whether anything was cut short; SMTP needs no truncation check of
+     * TLS), not an error that would drop replies still owed to it. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     return ctx;
 }

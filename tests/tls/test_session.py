@@ -19,7 +19,8 @@ for localhost) against DebuggingServer.
     TLS, EHLO, HELO, NOOP, RSET and QUIT do not; after STARTTLS and EHLO a
     message is accepted; an --smtps session needs no STARTTLS.
   - A message sent under TLS (large, dot-stuffed, 8-bit, pipelined) is
-    printed exactly as sent.
+    printed exactly as sent; a client that half-closes without a TLS
+    close_notify still gets its replies (an EOF, not an error).
 """
 
 import os
@@ -30,7 +31,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from smtpd_harness import RawClient, SmtpdTestCase, main  # noqa: E402
+from smtpd_harness import RawClient, SmtpdTestCase, main, xcommands_so  # noqa: E402
 from smtpdtest import free_port, stuff  # noqa: E402
 import tlslib  # noqa: E402
 
@@ -381,6 +382,23 @@ class SessionTest(SmtpdTestCase):
         (m,) = srv.wait_messages(1)
         self.assertMessage(m, data, mail_from="sender@example.com",
                            rcpt_tos=["p1@example.org", "p2@example.org"])
+
+    def test_close_without_close_notify_is_an_eof(self):
+        """A client that sends its last commands and half-closes TCP without
+        a TLS close_notify (as many do) gets every reply, as in plaintext:
+        an EOF, not a TLS error that would drop what it is still owed (here
+        the answer of xcommands.so's XDELAY, which comes a second later)."""
+        port = free_port()
+        srv = self.start("--tls-cert", self.certs.cert, "--tls-key", self.certs.key,
+                         "--smtps", "127.0.0.1:%d" % port, cls=xcommands_so())
+        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % port)
+        for how in ("smtps", "starttls"):
+            with self.subTest(how=how):
+                c = self.connect_smtps(port) if how == "smtps" else self.tls_session(srv)
+                c.send(b"EHLO client.example.com\r\nXDELAY 1\r\nQUIT\r\n")
+                socket.socket.shutdown(c.sock, socket.SHUT_WR)  # TCP only, no close_notify
+                self.assertEqual([c.reply()[0] for _ in range(3)], [250, 250, 221])
+        self.assertNotRegex(srv.stderr_text(), r"lost connection|TLS error")
 
 
 if __name__ == "__main__":
