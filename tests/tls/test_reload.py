@@ -7,6 +7,7 @@
     is logged once, the next handshakes get the new certificate, a session
     in TLS from before the reload still delivers a message after it, and a
     plaintext one from before that starts TLS after it gets the new one.
+    With --workers 2 each process reloads, and every worker serves the new one.
   * A broken renewal: a garbage certificate, a garbage key, a key that does
     not match the certificate, a missing certificate file. Each SIGHUP logs
     one "SIGHUP: keeping the certificate in use: ..." line at error level
@@ -173,6 +174,23 @@ class ReloadTest(ReloadTestCase):
                                          5 * SLOW), "the message was not delivered")
         self.assertEqual(srv.stderr().count(b"SIGHUP: certificate"), 1)
         self.assertTrue(srv.alive())
+
+    def test_workers_reload_too(self):
+        """--workers 2: the parent passes SIGHUP on, every worker reloads
+        (one line per process), and every handshake after it, whichever
+        worker takes it, gets the new certificate."""
+        smtps = free_port()
+        srv = self.start("--workers", "2", "--tls-cert", self.cert, "--tls-key", self.key,
+                         "--smtps", "127.0.0.1:%d" % smtps)
+        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % smtps)
+        srv.smtps = smtps
+        self.install(*self.renewed)
+        srv.signal(signal.SIGHUP)
+        pattern = rb"smtpd\[(\d+)\] info: SIGHUP: certificate [^\n]* reloaded\n"
+        ok = srv.err.wait_for(lambda b: len(set(re.findall(pattern, b))) >= 2, 10 * SLOW)
+        self.assertTrue(ok, "not every worker reloaded:\n%s" % srv.stderr_text())
+        for _ in range(6):
+            self.assert_served(srv, self.renewed[0])
 
     def test_broken_renewal_keeps_the_last_good_pair(self):
         srv = self.start_tls()
