@@ -9,6 +9,7 @@
 #include "fqdn.h"
 #include "hostport.h"
 #include "smtpd.h"
+#include "starttls.h"
 #include "tls.h"
 
 #include <event2/event.h>
@@ -114,6 +115,15 @@ static void server_log(const struct smtpd_server *srv, enum smtpd_log_level leve
     cfg->log(cfg->log_arg, level, line);
 }
 
+/* The library's own extension commands of a server with TLS. */
+static const struct chan_ext *const tls_exts[] = {&starttls_ext};
+
+static void offer_starttls(struct smtpd_server *srv)
+{
+    srv->params.exts = tls_exts;
+    srv->params.n_exts = sizeof(tls_exts) / sizeof(tls_exts[0]);
+}
+
 struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
                                       const struct smtpd_handler *handler, enum smtpd_err *err)
 {
@@ -162,7 +172,8 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
         }
     }
     srv->params.cfg.tls_ctx = NULL; /* srv->tls_ctx is the one in use */
-    srv->params.starttls = srv->tls_ctx != NULL;
+    if (srv->tls_ctx)
+        offer_starttls(srv);
     if (cfg->require_tls && !srv->tls_ctx) {
         free(srv->hostname);
         free(srv);
@@ -199,7 +210,7 @@ enum smtpd_err smtpd_server_set_tls_context(struct smtpd_server *srv, SSL_CTX *c
     SSL_CTX_up_ref(ctx);
     SSL_CTX_free(srv->tls_ctx);
     srv->tls_ctx = ctx;
-    srv->params.starttls = true;
+    offer_starttls(srv);
     return SMTPD_OK;
 }
 

@@ -4,10 +4,9 @@
 #include <string.h>
 
 static const char *const verb_names[CMD_COUNT] = {
-    [CMD_UNKNOWN] = "",          [CMD_HELO] = "HELO", [CMD_EHLO] = "EHLO", [CMD_MAIL] = "MAIL",
-    [CMD_RCPT] = "RCPT",         [CMD_DATA] = "DATA", [CMD_RSET] = "RSET", [CMD_NOOP] = "NOOP",
-    [CMD_QUIT] = "QUIT",         [CMD_VRFY] = "VRFY", [CMD_EXPN] = "EXPN", [CMD_HELP] = "HELP",
-    [CMD_STARTTLS] = "STARTTLS",
+    [CMD_UNKNOWN] = "",  [CMD_HELO] = "HELO", [CMD_EHLO] = "EHLO", [CMD_MAIL] = "MAIL",
+    [CMD_RCPT] = "RCPT", [CMD_DATA] = "DATA", [CMD_RSET] = "RSET", [CMD_NOOP] = "NOOP",
+    [CMD_QUIT] = "QUIT", [CMD_VRFY] = "VRFY", [CMD_EXPN] = "EXPN", [CMD_HELP] = "HELP",
 };
 
 static char upper(char c)
@@ -26,7 +25,7 @@ bool slice_ieq(const char *s, size_t len, const char *word)
 
 enum cmd_verb cmd_lookup(const char *name, size_t len)
 {
-    if (len != 4 && len != 8) /* every verb has 4 letters, but STARTTLS */
+    if (len != 4)
         return CMD_UNKNOWN;
     for (int v = CMD_HELO; v < CMD_COUNT; v++)
         if (slice_ieq(name, len, verb_names[v]))

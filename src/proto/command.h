@@ -22,7 +22,6 @@ enum cmd_verb {
     CMD_VRFY,
     CMD_EXPN,
     CMD_HELP,
-    CMD_STARTTLS, /* RFC 3207 */
     CMD_COUNT
 };
 

@@ -82,6 +82,7 @@ struct smtpd_session {
     bool closed_in_data; /* it closed during DATA, for the transaction log */
     bool started;        /* channel_start() ran: the session is in the log */
     bool tls;            /* the connection is TLS (STARTTLS done, or implicit) */
+    bool tls_requested;  /* the extension answering now asked for TLS */
     bool tls_wait;       /* STARTTLS answered 220: the handshake comes next */
     char tls_protocol[16];
     char tls_cipher[64];
@@ -131,7 +132,6 @@ static void cmd_quit(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_vrfy(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len);
 static void cmd_help(struct smtpd_session *s, const char *arg, size_t len);
-static void cmd_starttls(struct smtpd_session *s, const char *arg, size_t len);
 
 /* What a command needs first; checked in this order (smtpd's order). */
 enum { NEED_GREETING = 1, NEED_MAIL = 2, NEED_RCPT = 4 };
@@ -152,7 +152,6 @@ static const struct command {
     [CMD_VRFY] = {cmd_vrfy, 0, "VRFY <address>"},
     [CMD_EXPN] = {cmd_expn, 0, NULL},
     [CMD_HELP] = {cmd_help, 0, NULL},
-    [CMD_STARTTLS] = {cmd_starttls, 0, "STARTTLS"},
 };
 
 /* The built-in commands HELP lists, before the extensions'. */
@@ -506,13 +505,31 @@ static void set_greeting(struct smtpd_session *s, const char *arg, size_t len, b
     s->extended = extended;
 }
 
+static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
+                                                  size_t n);
+
+/* The library's own extension @p i, if this session is offered it and the
+ * handler has not replaced its verb; else NULL. */
+static const struct chan_ext *own_ext(const struct smtpd_session *s, size_t i)
+{
+    const struct chan_ext *x = s->params->exts[i];
+    if (x->offered && !x->offered(s))
+        return NULL;
+    return find_extension(s, x->cmd.verb, strlen(x->cmd.verb)) == &x->cmd ? x : NULL;
+}
+
 /* The EHLO reply: the keyword lines of ehlo.c, as the handler's on_ehlo
  * leaves them, in one write. */
 static void ehlo_reply_send(struct smtpd_session *s)
 {
     const struct smtpd_handler *h = &s->params->handler;
     struct smtpd_ehlo e;
-    ehlo_init(&e, &s->params->cfg, s->params->starttls && !s->tls, h->commands, h->n_commands);
+    ehlo_init(&e, &s->params->cfg, h->commands, h->n_commands);
+    for (size_t i = 0; i < s->params->n_exts; i++) {
+        const struct chan_ext *x = own_ext(s, i);
+        if (x && x->cmd.ehlo)
+            smtpd_ehlo_add(&e, x->cmd.ehlo);
+    }
     if (h->on_ehlo)
         h->on_ehlo(h->arg, s, &e);
     size_t len;
@@ -843,32 +860,6 @@ static void cmd_expn(struct smtpd_session *s, const char *arg, size_t len)
     reply(s, 502, "5.5.1", "EXPN not implemented");
 }
 
-/* RFC 3207 4: the client asks to go on in TLS. Refused in a transaction
- * (as Postfix does): the handshake forgets the transaction anyway. */
-static void cmd_starttls(struct smtpd_session *s, const char *arg, size_t len)
-{
-    (void)arg;
-    if (!s->params->starttls || !s->tr->start_tls) {
-        reply(s, 500, "5.5.1", "Error: command not recognized");
-        return;
-    }
-    if (len > 0) {
-        reply(s, 501, "5.5.4", "Syntax: STARTTLS");
-        return;
-    }
-    if (s->tls) {
-        reply(s, 503, "5.5.1", "Error: TLS already active");
-        return;
-    }
-    if (s->txn.reverse_path) {
-        reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
-        return;
-    }
-    reply(s, 220, "2.0.0", "Ready to start TLS");
-    s->tls_wait = true;
-    s->tr->start_tls(s->io);
-}
-
 static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
                                                   size_t n);
 
@@ -880,10 +871,13 @@ static void reply_supported(struct smtpd_session *s, int code, const char *enh)
     char lines[8][REPLY_LINE_MAX - 20];
     const char *ptrs[8];
     size_t n = 0;
-    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s%s", SUPPORTED,
-                     s->params->starttls && !s->tls ? " STARTTLS" : "");
-    for (size_t i = 0; i < h->n_commands; i++) {
-        const char *verb = h->commands[i].verb;
+    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s", SUPPORTED);
+    size_t n_own = s->params->n_exts;
+    for (size_t i = 0; i < n_own + h->n_commands; i++) {
+        const struct chan_ext *x = i < n_own ? own_ext(s, i) : NULL;
+        if (i < n_own && !x)
+            continue;
+        const char *verb = x ? x->cmd.verb : h->commands[i - n_own].verb;
         if (cmd_lookup(verb, strlen(verb)) != CMD_UNKNOWN)
             continue;
         if ((size_t)o + strlen(verb) + 2 > sizeof(lines[0]) - 1) {
@@ -917,7 +911,7 @@ static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
     }
     enum cmd_verb v = cmd_lookup(arg, len);
     const char *syntax = commands[v].syntax;
-    if (v == CMD_UNKNOWN || !syntax || (v == CMD_STARTTLS && !s->params->starttls)) {
+    if (v == CMD_UNKNOWN || !syntax) {
         reply_supported(s, 501, "5.5.4");
         return;
     }
@@ -1130,6 +1124,14 @@ static void finish_step(struct smtpd_session *s)
         } else if (code / 100 == 3) {
             s->cont = ext;
         }
+        if (s->tls_requested) {
+            /* STARTTLS's 220 is queued: the transport takes over. */
+            s->tls_requested = false;
+            if (answered && code == 220 && s->state != ST_CLOSED) {
+                s->tls_wait = true;
+                s->tr->start_tls(s->io);
+            }
+        }
         break;
     }
     case STEP_NONE:
@@ -1191,15 +1193,22 @@ static void end_of_data(struct smtpd_session *s)
     ask(s, h->on_message(h->arg, s, &s->msg));
 }
 
+static bool verb_is(const char *v, const char *verb, size_t n)
+{
+    return v && strlen(v) == n && strncasecmp(v, verb, n) == 0;
+}
+
+/* The handler's command for @p verb, else the library's own. */
 static const struct smtpd_command *find_extension(const struct smtpd_session *s, const char *verb,
                                                   size_t n)
 {
     const struct smtpd_handler *h = &s->params->handler;
-    for (size_t i = 0; i < h->n_commands; i++) {
-        const char *v = h->commands[i].verb;
-        if (v && strlen(v) == n && strncasecmp(v, verb, n) == 0)
+    for (size_t i = 0; i < h->n_commands; i++)
+        if (verb_is(h->commands[i].verb, verb, n))
             return &h->commands[i];
-    }
+    for (size_t i = 0; i < s->params->n_exts; i++)
+        if (verb_is(s->params->exts[i]->cmd.verb, verb, n))
+            return &s->params->exts[i]->cmd;
     return NULL;
 }
 
@@ -1240,17 +1249,19 @@ static void run_extension(struct smtpd_session *s, const struct smtpd_command *e
         return;
     }
     const struct smtpd_handler *h = &s->params->handler;
+    /* The library's own commands are not the handler's: no arg of its. */
+    bool handlers = h->n_commands && ext >= h->commands && ext < h->commands + h->n_commands;
     s->ext = ext;
     s->ext_verb = verb;
     begin_step(s, STEP_EXT);
-    ask(s, ext->fn(h->arg, s, arg, len));
+    ask(s, ext->fn(handlers ? h->arg : NULL, s, arg, len));
 }
 
 /* What --require-tls lets through before TLS (RFC 3207 4). */
-static bool allowed_before_tls(enum cmd_verb v)
+static bool allowed_before_tls(enum cmd_verb v, const char *line, size_t len)
 {
-    return v == CMD_EHLO || v == CMD_HELO || v == CMD_STARTTLS || v == CMD_NOOP || v == CMD_RSET ||
-           v == CMD_QUIT;
+    return v == CMD_EHLO || v == CMD_HELO || v == CMD_NOOP || v == CMD_RSET || v == CMD_QUIT ||
+           verb_is("STARTTLS", line, cmd_verb_len(line, len));
 }
 
 static void command_line(struct smtpd_session *s, const char *line, size_t len)
@@ -1301,7 +1312,7 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
         reply(s, 500, "5.5.2", "Error: line too long");
         return;
     }
-    if (cfg->require_tls && !s->tls && !allowed_before_tls(v)) {
+    if (cfg->require_tls && !s->tls && !allowed_before_tls(v, line, len)) {
         /* Counted as a bad command: a client that will not STARTTLS
          * cannot go on forever. */
         s->errors++;
@@ -1414,6 +1425,14 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     s->state = ST_COMMAND;
     line_reader_init(&s->lr);
     return s;
+}
+
+bool channel_request_tls(struct smtpd_session *s)
+{
+    if (!s->tr->start_tls || s->tls || s->step != STEP_EXT)
+        return false;
+    s->tls_requested = true;
+    return true;
 }
 
 void channel_tls_started(struct smtpd_session *s, const char *protocol, const char *cipher,

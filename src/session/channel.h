@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct chan_ext;
+
 /** What the channel needs from the connection below it. */
 struct chan_transport {
     /** Queue @p len bytes for the client (one whole reply). */
@@ -29,12 +31,13 @@ struct chan_transport {
      *  it says so after a command, channel_feed() returns early and the
      *  caller feeds the rest once the replies have gone out. */
     bool (*backlogged)(void *io);
-    /** STARTTLS was answered 220 (queued with write): once it is sent,
+    /** STARTTLS was answered 220 (queued with write; channel_request_tls):
+     *  once it is sent,
      *  throw away every byte the client sent after the STARTTLS line (RFC
      *  3207 5, CVE-2011-0411: they must never be read as commands), do the
      *  handshake, then call channel_tls_started(), or drop the connection.
-     *  Until then channel_feed() takes nothing. NULL: never asked (a
-     *  channel without chan_params.starttls). */
+     *  Until then channel_feed() takes nothing. NULL: TLS cannot start
+     *  (channel_request_tls() says so). */
     void (*start_tls)(void *io);
 };
 
@@ -42,7 +45,10 @@ struct chan_transport {
 struct chan_params {
     struct smtpd_config cfg; /* hostname is set */
     struct smtpd_handler handler;
-    bool starttls; /* a TLS context is there: STARTTLS is offered */
+    /* The library's own extension commands (STARTTLS when a TLS context is
+     * there), after the handler's; see struct chan_ext. */
+    const struct chan_ext *const *exts;
+    size_t n_exts;
 };
 
 /** Which timeout applies now. */
@@ -68,6 +74,11 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
 
 /** Run on_connect and send the greeting (or the refusal). */
 void channel_start(struct smtpd_session *s);
+
+/** From the library's own STARTTLS command: once its 220 answer is sent,
+ *  ask the transport to start TLS. @return false when the transport cannot
+ *  (then nothing happens). */
+bool channel_request_tls(struct smtpd_session *s);
 
 /** The TLS handshake finished, with @p protocol, @p cipher (copied) and
  *  @p bits. After STARTTLS the session starts over (RFC 3207 4.2: the

@@ -49,7 +49,7 @@ size_t smtpd_ehlo_remove(struct smtpd_ehlo *e, const char *keyword)
     return removed;
 }
 
-void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg, bool starttls,
+void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg,
                const struct smtpd_command *cmds, size_t n)
 {
     e->n = 0;
@@ -65,8 +65,6 @@ void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg, bool startt
     smtpd_ehlo_add(e, "PIPELINING");          /* RFC 2920 */
     smtpd_ehlo_add(e, "ENHANCEDSTATUSCODES"); /* RFC 2034 */
     smtpd_ehlo_add(e, "HELP");
-    if (starttls)
-        smtpd_ehlo_add(e, "STARTTLS"); /* RFC 3207 */
     for (size_t i = 0; i < n; i++)
         if (cmds[i].ehlo)
             smtpd_ehlo_add(e, cmds[i].ehlo);

@@ -19,9 +19,18 @@ struct smtpd_ehlo {
     char line[EHLO_MAX_LINES][EHLO_LINE_MAX + 1];
 };
 
-/** The built-in keywords of a server with @p cfg (and STARTTLS when
- *  @p starttls), then the ehlo lines of @p cmds (@p n of them). */
-void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg, bool starttls,
+/** One of the library's own extension commands (STARTTLS...): an entry
+ *  like a handler's, looked up after the handler's table (a handler's
+ *  command of the same verb replaces it), and offered in EHLO and HELP only
+ *  while @c offered says so (NULL: always). Its fn gets a NULL arg. */
+struct chan_ext {
+    struct smtpd_command cmd;
+    bool (*offered)(const struct smtpd_session *s);
+};
+
+/** The built-in keywords of a server with @p cfg, then the ehlo lines of
+ *  @p cmds (@p n of them). */
+void ehlo_init(struct smtpd_ehlo *e, const struct smtpd_config *cfg,
                const struct smtpd_command *cmds, size_t n);
 
 /** The whole 250 reply: @p hostname on the first line, then the keyword

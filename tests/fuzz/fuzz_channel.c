@@ -40,6 +40,7 @@
 #include "command.h"
 #include "fuzz.h"
 #include "reply.h"
+#include "starttls.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -209,7 +210,7 @@ static void tr_start_tls(void *io)
     struct harness *h = io;
     trace("-- transport start_tls");
     FUZZ_CHECK(h->in_feed);
-    FUZZ_CHECK(h->params->starttls);
+    FUZZ_CHECK(h->params->n_exts == 1);
     FUZZ_CHECK(!h->tls_wait && !h->closed);
     h->tls_wait = true;
 }
@@ -792,9 +793,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct chan_params params = {0};
     smtpd_config_init(&params.cfg);
     /* Seed bits 22, 21 and 20: STARTTLS offered, --require-tls, implicit TLS. */
-    params.starttls = (seed >> 22) & 1;
-    params.cfg.require_tls = params.starttls && ((seed >> 21) & 1);
-    bool implicit_tls = params.starttls && ((seed >> 20) & 1);
+    static const struct chan_ext *const tls_exts[] = {&starttls_ext};
+    bool tls = (seed >> 22) & 1;
+    params.exts = tls ? tls_exts : NULL;
+    params.n_exts = tls ? 1 : 0;
+    params.cfg.require_tls = tls && ((seed >> 21) & 1);
+    bool implicit_tls = tls && ((seed >> 20) & 1);
     params.cfg.hostname = (flags & 16) ? long_host : "mx.fuzz.example";
     params.cfg.decode_data = flags & 2;
     params.cfg.enable_smtputf8 = (flags & 1) && !(flags & 2);

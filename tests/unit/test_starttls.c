@@ -6,6 +6,7 @@
  * reset of RFC 3207 4.2, 501/503/500, --require-tls's 530 and implicit TLS.
  */
 #include "channel_fixture.h"
+#include "starttls.h"
 
 #define EHLO_WITH_STARTTLS                                                                         \
     "250-" HOST "\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-PIPELINING\r\n"                      \
@@ -15,10 +16,13 @@
     "250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n"
 #define READY "220 2.0.0 Ready to start TLS\r\n"
 
+static const struct chan_ext *const exts[] = {&starttls_ext};
+
 static int setup_tls(void **state)
 {
     struct fx *f = fx_new();
-    f->params.starttls = true;
+    f->params.exts = exts;
+    f->params.n_exts = 1;
     *state = f;
     return 0;
 }
@@ -40,7 +44,7 @@ static void to_tls(struct fx *f)
 
 static void test_not_offered_without_tls(void **state)
 {
-    struct fx *f = *state; /* params.starttls false: no TLS context */
+    struct fx *f = *state; /* no STARTTLS entry: no TLS context */
     fx_start(f);
     expect_out(f, GREETING);
     feed_all(f, "EHLO client.example\r\n");
@@ -192,6 +196,35 @@ static void test_shutdown_during_handshake(void **state)
     assert_int_equal(f->io.n_close, 1);
 }
 
+/* A handler's STARTTLS replaces the library's, as for any verb: one
+ * keyword in EHLO (the handler's), the handler's answer, no TLS. */
+static enum smtpd_verdict my_starttls(void *arg, struct smtpd_session *s, const char *params,
+                                      size_t len)
+{
+    (void)params;
+    (void)len;
+    assert_ptr_equal(arg, &FX_OF(arg)->rec);
+    smtpd_reply(s, 454, "4.7.0", "not today");
+    return SMTPD_DONE;
+}
+
+static void test_handler_replaces_starttls(void **state)
+{
+    struct fx *f = *state;
+    static const struct smtpd_command cmds[] = {
+        {.verb = "starttls", .fn = my_starttls, .ehlo = "STARTTLS"},
+    };
+    f->params.handler.commands = cmds;
+    f->params.handler.n_commands = 1;
+    fx_start(f);
+    expect_out(f, GREETING);
+    feed_all(f, "EHLO client.example\r\n");
+    expect_out(f, EHLO_WITH_STARTTLS);
+    dialog(f, "STARTTLS\r\n", "454 4.7.0");
+    assert_int_equal(f->io.n_start_tls, 0);
+    assert_null(smtpd_session_tls_protocol(f->s));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +240,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_require_tls_counts_errors, setup_tls, teardown),
         cmocka_unit_test_setup_teardown(test_implicit_tls, setup_tls, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_during_handshake, setup_tls, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_replaces_starttls, setup_tls, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
