@@ -235,11 +235,13 @@ enum smtpd_command_flags {
  * them (smtpd_handler.commands) must outlive the server.
  *
  * A verb that names a built-in command (HELO, EHLO, MAIL, RCPT, DATA, RSET,
- * NOOP, QUIT, VRFY, EXPN, HELP, STARTTLS) replaces it; the replacement may run the
+ * NOOP, QUIT, VRFY, EXPN, HELP) replaces it; the replacement may run the
  * built-in behaviour for the same line with smtpd_run_builtin() (the
  * subclass's super().smtp_MAIL(arg)). Only built-in behaviour changes the
  * session's state (greeting, transaction, DATA): an extension answers, and
- * asks for the rest.
+ * asks for the rest. The library's own extension commands (STARTTLS, on a
+ * server with TLS) come after the handler's table: a handler's command of
+ * the same verb replaces one, keyword included, and cannot run it.
  */
 struct smtpd_command {
     /** The verb, matched case-insensitively against the command's first
