@@ -432,5 +432,8 @@ int main(int argc, char **argv)
     logger.level = o.debug ? SMTPD_LOG_DEBUG : SMTPD_LOG_INFO;
     /* Writes to a client that has gone must not kill the server. */
     signal(SIGPIPE, SIG_IGN);
+    /* Nor may a SIGHUP (a reload) before the event loop handles it: the
+     * parent forwards one to a worker that may not have got that far. */
+    signal(SIGHUP, SIG_IGN);
     return serve(&o);
 }
