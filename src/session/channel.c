@@ -865,32 +865,49 @@ static const struct smtpd_command *find_extension(const struct smtpd_session *s,
 
 /* "Supported commands: ...": the built-ins, then every extension verb that
  * is not a built-in's, in lines that fit a reply. */
+/* The lines of the HELP reply being built. */
+struct help_lines {
+    char line[8][REPLY_LINE_MAX - 20];
+    size_t n;  /* index of the line being filled */
+    int o;     /* its length */
+    bool full; /* a verb found no room: the list ends there */
+};
+
+/* Add @p verb, unless it is a built-in's (listed already) or no line is left. */
+static void help_add(struct help_lines *hl, const char *verb)
+{
+    const size_t max = sizeof(hl->line) / sizeof(hl->line[0]);
+    if (hl->full || cmd_lookup(verb, strlen(verb)) != CMD_UNKNOWN)
+        return;
+    if ((size_t)hl->o + strlen(verb) + 2 > sizeof(hl->line[0]) - 1) {
+        if (hl->n + 1 == max) {
+            hl->full = true;
+            return;
+        }
+        hl->o = 0;
+        hl->line[++hl->n][0] = '\0';
+    }
+    hl->o += snprintf(hl->line[hl->n] + hl->o, sizeof(hl->line[0]) - (size_t)hl->o, "%s%s",
+                      hl->o ? " " : "", verb);
+}
+
 static void reply_supported(struct smtpd_session *s, int code, const char *enh)
 {
     const struct smtpd_handler *h = &s->params->handler;
-    char lines[8][REPLY_LINE_MAX - 20];
-    const char *ptrs[8];
-    size_t n = 0;
-    int o = snprintf(lines[0], sizeof(lines[0]), "Supported commands: %s", SUPPORTED);
-    size_t n_own = s->params->n_exts;
-    for (size_t i = 0; i < n_own + h->n_commands; i++) {
-        const struct chan_ext *x = i < n_own ? own_ext(s, i) : NULL;
-        if (i < n_own && !x)
-            continue;
-        const char *verb = x ? x->cmd.verb : h->commands[i - n_own].verb;
-        if (cmd_lookup(verb, strlen(verb)) != CMD_UNKNOWN)
-            continue;
-        if ((size_t)o + strlen(verb) + 2 > sizeof(lines[0]) - 1) {
-            if (n + 1 == sizeof(lines) / sizeof(lines[0]))
-                break;
-            o = 0;
-            lines[++n][0] = '\0';
-        }
-        o += snprintf(lines[n] + o, sizeof(lines[0]) - (size_t)o, "%s%s", o ? " " : "", verb);
+    struct help_lines hl = {.n = 0};
+    const char *ptrs[sizeof(hl.line) / sizeof(hl.line[0])];
+    hl.o = snprintf(hl.line[0], sizeof(hl.line[0]), "Supported commands: %s", SUPPORTED);
+    for (size_t i = 0; i < s->params->n_exts; i++) {
+        const struct chan_ext *x = own_ext(s, i);
+        if (x)
+            help_add(&hl, x->cmd.verb);
     }
+    for (size_t i = 0; i < h->n_commands; i++)
+        help_add(&hl, h->commands[i].verb);
+    size_t n = hl.n;
     for (size_t i = 0; i <= n; i++)
-        ptrs[i] = lines[i];
-    char buf[sizeof(lines) / sizeof(lines[0]) * REPLY_LINE_MAX];
+        ptrs[i] = hl.line[i];
+    char buf[sizeof(hl.line) / sizeof(hl.line[0]) * REPLY_LINE_MAX];
     if (code >= 500)
         s->errors++;
     send_raw(s, buf, reply_format_lines(buf, code, s->extended ? enh : NULL, ptrs, n + 1));
