@@ -18,6 +18,7 @@ so that a test runs the same under CTest and by hand. Standard library only.
   Smtpd          the program on 127.0.0.1:0, its port from "listening on"
   SmtpSink       Postfix's smtp-sink as an upstream
   Recorder       recorder.py (aiosmtpd) as an upstream that writes JSON lines
+  read_journal   such a journal's lines, message data decoded
   ThreadedServer a hand-written server: one thread per connection
   RawClient      an SMTP client on a plain socket
   TestCase       servers and clients that are always cleaned up
@@ -522,6 +523,23 @@ class SmtpSink:
         self.close()
 
 
+def read_journal(path):
+    """Every whole JSON line of a recording upstream's journal (none when it
+    is not there yet), with "data" decoded from base64 to bytes."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")[:-1]  # the last one may be half-written
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        e = json.loads(line)
+        if "data" in e:
+            e["data"] = base64.b64decode(e["data"])
+        out.append(e)
+    return out
+
+
 class Recorder:
     """recorder.py (aiosmtpd) in a subprocess on 127.0.0.1, appending one
     JSON line per event to a journal file (see recorder.py).
@@ -555,19 +573,7 @@ class Recorder:
         raise AssertionError("aiosmtpd recorder did not start: %r\n%s" % (self.argv, last))
 
     def events(self):
-        """Every whole journal line, with "data" decoded to bytes."""
-        try:
-            with open(self.journal, "rb") as f:
-                lines = f.read().split(b"\n")[:-1]  # the last one may be half-written
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            e = json.loads(line)
-            if "data" in e:
-                e["data"] = base64.b64decode(e["data"])
-            out.append(e)
-        return out
+        return read_journal(self.journal)
 
     def messages(self):
         return [e for e in self.events() if e["event"] == "message"]

@@ -31,8 +31,6 @@ What is checked:
       used STARTTLS to smtpd; "with ESMTP" without "using" when it did not
 """
 
-import base64
-import json
 import os
 import re
 import smtplib
@@ -176,17 +174,7 @@ class Upstream:
         raise AssertionError("aiosmtpd upstream did not start: %r\n%s" % (self.argv, last))
 
     def events(self):
-        """Every whole journal line, "data" decoded to bytes."""
-        try:
-            with open(self.journal, "rb") as f:
-                lines = f.read().split(b"\n")[:-1]  # the last one may be half-written
-        except FileNotFoundError:
-            return []
-        out = [json.loads(line) for line in lines]
-        for e in out:
-            if "data" in e:
-                e["data"] = base64.b64decode(e["data"])
-        return out
+        return smtpdtest.read_journal(self.journal)
 
     def of(self, event):
         return [e for e in self.events() if e["event"] == event]
