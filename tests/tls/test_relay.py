@@ -37,6 +37,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,7 +159,11 @@ class Upstream:
         last = None
         for _ in range(5):
             self.port = smtpdtest.free_port()
-            self.journal = os.path.join(os.path.dirname(script), "journal-%d.jsonl" % self.port)
+            # A new file each time: a port comes free again, and an earlier
+            # upstream's journal must never be read as this one's.
+            fd, self.journal = tempfile.mkstemp(prefix="journal-%d-" % self.port,
+                                                suffix=".jsonl", dir=os.path.dirname(script))
+            os.close(fd)
             self.argv = [smtpdtest.SYSTEM_PYTHON, "-B", script, "--port", str(self.port),
                          "--out", self.journal, "--mode", mode]
             if cert:
