@@ -2,8 +2,10 @@
  * smtpd: the program. Parses the command line, picks the handler class,
  * reads the TLS certificate and key, binds, drops root, logs to standard
  * error and runs the event loop until SIGINT/SIGTERM; SIGHUP reads the
- * certificate and key again. Exit codes follow sysexits.h.
+ * certificate and key and the --auth-file again. Exit codes follow
+ * sysexits.h.
  */
+#include "accounts.h"
 #include "memory.h"
 #include "options.h"
 #include "plugin.h"
@@ -64,6 +66,7 @@ struct run {
     struct event *sigint, *sigterm, *sighup;
     struct memory *memory;
     struct workers workers;
+    struct auth_policy auth;
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -85,6 +88,25 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     r->memory = NULL;
 }
 
+/* SIGHUP: the accounts again; a file that cannot be read leaves the old
+ * ones in use. */
+static void reload_accounts(struct run *r)
+{
+    char why[512], warn[512], line[700];
+    struct accounts *a = accounts_load(r->o->auth_file, why, sizeof(why), warn, sizeof(warn));
+    if (warn[0])
+        log_stderr(NULL, SMTPD_LOG_WARNING, warn);
+    if (!a) {
+        snprintf(line, sizeof(line), "SIGHUP: keeping the accounts in use: %s", why);
+        log_stderr(NULL, SMTPD_LOG_ERROR, line);
+        return;
+    }
+    accounts_free(r->auth.accounts);
+    r->auth.accounts = a;
+    snprintf(line, sizeof(line), "SIGHUP: --auth-file %s reloaded", r->o->auth_file);
+    log_stderr(NULL, SMTPD_LOG_INFO, line);
+}
+
 /* SIGHUP: a renewed certificate and key for the next handshakes; a pair
  * that cannot be loaded leaves the old one in use. */
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -93,8 +115,11 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     (void)what;
     workers_signal(&r->workers, (int)sig);
     char line[700];
+    if (r->o->auth_file)
+        reload_accounts(r);
     if (!r->o->tls_cert) {
-        log_stderr(NULL, SMTPD_LOG_INFO, "SIGHUP: no --tls-cert, nothing to reload");
+        if (!r->o->auth_file)
+            log_stderr(NULL, SMTPD_LOG_INFO, "SIGHUP: no --tls-cert, nothing to reload");
         return;
     }
     char why[512];
@@ -252,6 +277,38 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
     return usage_error(msg);
 }
 
+/* --auth-file (read now, before root is dropped) or --auth-accept-any
+ * gives @p h its on_auth. Returns 0 or a sysexits code. */
+static int setup_auth(const struct options *o, struct auth_policy *p, struct smtpd_handler *h)
+{
+    if (!o->auth_file && !o->auth_accept_any)
+        return 0;
+    if (h->on_auth) {
+        fprintf(stderr,
+                "smtpd: the handler of -c %s checks AUTH itself: no --auth-file or "
+                "--auth-accept-any with it\n",
+                o->class_name);
+        return EX_USAGE;
+    }
+    if (o->auth_file) {
+        char why[512], warn[512];
+        p->accounts = accounts_load(o->auth_file, why, sizeof(why), warn, sizeof(warn));
+        if (warn[0])
+            log_stderr(NULL, SMTPD_LOG_WARNING, warn);
+        if (!p->accounts) {
+            fprintf(stderr, "smtpd: %s\n", why);
+            return EX_CONFIG;
+        }
+    }
+    p->accept_any = o->auth_accept_any;
+    accounts_handler(h, p);
+    if (!o->tls_cert && !o->auth_insecure)
+        log_stderr(NULL, SMTPD_LOG_WARNING,
+                   "AUTH is offered over TLS only, and there is no --tls-cert: no client can "
+                   "authenticate (--auth-insecure offers AUTH in plaintext)");
+    return 0;
+}
+
 /* Listen on @p addr (implicit TLS: @p tls). Returns 0 or a sysexits code. */
 static int listen_on(struct smtpd_server *srv, const char *addr, bool tls)
 {
@@ -287,6 +344,8 @@ static int serve(const struct options *o)
     cfg.log_level = logger.level;
     cfg.require_tls = o->require_tls;
     cfg.tls_handshake_timeout = o->tls_handshake_timeout;
+    cfg.auth_insecure = o->auth_insecure;
+    cfg.auth_required = o->auth_required;
     SSL_CTX *tls_ctx = NULL;
     if (o->tls_cert) {
         /* Read now, while the key may still be readable by root only. */
@@ -314,6 +373,9 @@ static int serve(const struct options *o)
         goto out;
     r.proxy = cs.proxy;
     r.plugin = &cs.plugin;
+    rc = setup_auth(o, &r.auth, &cs.h);
+    if (rc != 0)
+        goto out;
     r.srv = smtpd_server_new(base, &cfg, &cs.h, &err);
     if (!r.srv) {
         fprintf(stderr, "smtpd: %s\n", smtpd_strerror(err));
@@ -406,6 +468,7 @@ out:
     if (r.sighup)
         event_free(r.sighup);
     SSL_CTX_free(tls_ctx);
+    accounts_free(r.auth.accounts);
     for (unsigned i = 1; i < WORKERS_MAX; i++)
         smtpd_server_free(others[i]);
     smtpd_server_free(r.srv);

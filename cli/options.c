@@ -69,6 +69,14 @@ const char options_usage[] =
     "      --tls-handshake-timeout S\n"
     "                          seconds a TLS handshake may take (default 30; 0: no\n"
     "                          limit)\n"
+    "      --auth-file FILE    offer AUTH PLAIN and LOGIN (over TLS only) to the\n"
+    "                          accounts of FILE, one user:hash line each (crypt(3)\n"
+    "                          hashes: openssl passwd -6, mkpasswd -m yescrypt);\n"
+    "                          SIGHUP reads it again\n"
+    "      --auth-accept-any   DebuggingServer and Sink: AUTH takes any user name\n"
+    "                          and password (for testing applications)\n"
+    "      --auth-insecure     offer AUTH on plaintext sessions too\n"
+    "      --auth-required     MAIL, RCPT and DATA need AUTH first (530 5.7.0)\n"
     "      --relay-tls POLICY  TLS to the smarthost: none, may (STARTTLS if offered,\n"
     "                          the default), encrypt (STARTTLS required) or verify\n"
     "                          (required, certificate and name verified)\n"
@@ -102,6 +110,10 @@ enum {
     OPT_SMTPS,
     OPT_REQUIRE_TLS,
     OPT_TLS_TIMEOUT,
+    OPT_AUTH_FILE,
+    OPT_AUTH_ANY,
+    OPT_AUTH_INSECURE,
+    OPT_AUTH_REQUIRED,
     OPT_RELAY_TLS,
     OPT_RELAY_CA,
     OPT_RELAY_SMTPS
@@ -138,6 +150,10 @@ static const struct option long_opts[] = {
     {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_TIMEOUT},
     {"relay-tls", required_argument, NULL, OPT_RELAY_TLS},
     {"relay-ca", required_argument, NULL, OPT_RELAY_CA},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"auth-accept-any", no_argument, NULL, OPT_AUTH_ANY},
+    {"auth-insecure", no_argument, NULL, OPT_AUTH_INSECURE},
+    {"auth-required", no_argument, NULL, OPT_AUTH_REQUIRED},
     {"relay-smtps", no_argument, NULL, OPT_RELAY_SMTPS},
     {NULL, 0, NULL, 0},
 };
@@ -186,6 +202,25 @@ static int check_networks(const char *name, const char *list, char *err, size_t 
     snprintf(err, errsz,
              "invalid --%s '%s' (comma-separated addr/prefix, IPv4 or IPv6; at most 64)", name,
              list);
+    return -1;
+}
+
+/* The AUTH options that do not fit together; 0 when they do. */
+static int auth_problem(const struct options *o, char *err, size_t errsz)
+{
+    bool test_class =
+        strcmp(o->class_name, "DebuggingServer") == 0 || strcmp(o->class_name, "Sink") == 0;
+    const char *why = NULL;
+    if (o->auth_accept_any && !test_class)
+        why = "--auth-accept-any is for DebuggingServer and Sink only: it lets anyone in";
+    else if (o->auth_accept_any && o->auth_file)
+        why = "--auth-accept-any and --auth-file cannot be used together";
+    else if ((o->auth_insecure || o->auth_required) && !o->auth_file && !o->auth_accept_any &&
+             !plugin_is_path(o->class_name))
+        why = "--auth-insecure and --auth-required need --auth-file or --auth-accept-any";
+    if (!why)
+        return 0;
+    snprintf(err, errsz, "%s", why);
     return -1;
 }
 
@@ -313,6 +348,18 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_REQUIRE_TLS:
             o->require_tls = true;
             break;
+        case OPT_AUTH_FILE:
+            o->auth_file = optarg;
+            break;
+        case OPT_AUTH_ANY:
+            o->auth_accept_any = true;
+            break;
+        case OPT_AUTH_INSECURE:
+            o->auth_insecure = true;
+            break;
+        case OPT_AUTH_REQUIRED:
+            o->auth_required = true;
+            break;
         case OPT_RELAY_TLS: {
             static const char *const names[] = {"none", "may", "encrypt", "verify"};
             int found = -1;
@@ -386,6 +433,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                  o->smtps ? "--smtps" : "--require-tls");
         return -1;
     }
+    if (auth_problem(o, err, errsz) != 0)
+        return -1;
     if (o->relay_ca && o->relay_tls != SMTPD_RELAY_TLS_VERIFY) {
         snprintf(err, errsz, "--relay-ca is for --relay-tls verify");
         return -1;

@@ -6,7 +6,8 @@
  * every accepted message to a handler (a struct of callbacks plus a void *arg).
  * Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
  * PIPELINING (RFC 2920), ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463),
- * STARTTLS (RFC 3207) and implicit TLS (RFC 8314) with OpenSSL 3.
+ * STARTTLS (RFC 3207) and implicit TLS (RFC 8314) with OpenSSL 3, AUTH
+ * (RFC 4954) with the SASL mechanisms PLAIN (RFC 4616) and LOGIN.
  * A handler may add commands of its own or replace built-in ones, and hook
  * the greeting, the EHLO keywords and DATA, as a subclass of smtpd's
  * SMTPChannel did (struct smtpd_command, struct smtpd_handler).
@@ -168,6 +169,20 @@ struct smtpd_config {
     /** Seconds a TLS handshake may take, then the connection is closed.
      *  0: no limit. Default 30. */
     unsigned tls_handshake_timeout;
+    /** AUTH (RFC 4954) is offered when the handler has on_auth, and by
+     *  default only on TLS sessions: before TLS it is not in the EHLO reply
+     *  and gets "538 5.7.11", since PLAIN and LOGIN send the password in
+     *  the clear. true: offer it on plaintext sessions too. Default false. */
+    bool auth_insecure;
+    /** MAIL, RCPT and DATA get "530 5.7.0" until the client has
+     *  authenticated (the submission rule of RFC 6409 4.3). Needs on_auth.
+     *  Default false. */
+    bool auth_required;
+    /** Milliseconds before a failed AUTH is answered, doubled at each
+     *  further failure of the session up to four times this (1 s, 2 s, 4 s,
+     *  4 s... by default), so that guessing passwords is slow; every failure
+     *  also counts toward max_errors. 0: no delay. Default 1000. */
+    unsigned auth_failure_delay;
 };
 
 /** Fill @p cfg with the defaults documented above. */
@@ -205,6 +220,9 @@ struct smtpd_message {
     const char *tls_protocol;
     const char *tls_cipher;
     int tls_cipher_bits;
+    /** The identity the client authenticated as (AUTH, RFC 4954), NULL when
+     *  it did not. */
+    const char *auth_identity;
 };
 
 /** What a handler callback returns. */
@@ -330,6 +348,28 @@ struct smtpd_handler {
      *  none, lets the data come; a 4xx/5xx refuses it and the transaction
      *  stays as it was (the client may RSET or send more RCPTs). */
     enum smtpd_verdict (*on_data)(void *arg, struct smtpd_session *s);
+    /**
+     * The client sent credentials with AUTH (RFC 4954 4): decide. Setting
+     * it makes the server offer AUTH with the SASL mechanisms PLAIN (RFC
+     * 4616) and LOGIN (where, see smtpd_config.auth_insecure); the library
+     * does the SASL exchange and the base64, the handler only checks.
+     * @p mechanism: "PLAIN" or "LOGIN". @p identity: the authentication
+     * identity (user name, UTF-8, no NUL; at most 255 bytes); a PLAIN
+     * authorization identity other than it is refused before this call.
+     * @p password: the password (at most 255 bytes). Both are valid during
+     * the call only and the password is wiped after it: copy it (and wipe
+     * the copy) to check it later.
+     * Answer at once or later (SMTPD_PENDING) with smtpd_reply(): 235 (the
+     * library's "235 2.7.0 Authentication successful" with a NULL text)
+     * authenticates the session as @p identity; 535 5.7.8 (bad
+     * credentials), 454 4.7.0 (cannot check now) or any other 4xx/5xx
+     * refuses. Other 2xx and 3xx codes are SMTPD_ERR_REPLY. No answer
+     * (SMTPD_DONE without a reply) refuses with 535 5.7.8: silence never
+     * authenticates. A refusal is answered after smtpd_config's
+     * auth_failure_delay and logged with the identity, never the password.
+     */
+    enum smtpd_verdict (*on_auth)(void *arg, struct smtpd_session *s, const char *mechanism,
+                                  const char *identity, const char *password);
 };
 
 /**
@@ -383,6 +423,9 @@ SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
  *  the session's life. */
 SMTPD_API const char *smtpd_session_tls_protocol(const struct smtpd_session *s);
 SMTPD_API const char *smtpd_session_tls_cipher(const struct smtpd_session *s);
+/** The identity the client authenticated as with AUTH (RFC 4954), or NULL
+ *  before (and when it never did). Valid for the session's life. */
+SMTPD_API const char *smtpd_session_auth_identity(const struct smtpd_session *s);
 
 /* The session's state, read-only, at any time (the seed's SMTPChannel
  * attributes). Strings and arrays stay valid until the next callback of

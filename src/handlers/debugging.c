@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 /* The envelope as header fields: X-Peer (smtpd's), X-MailFrom and X-RcptTo
- * (every forward-path, so Bcc recipients show). */
+ * (every forward-path, so Bcc recipients show), and X-AuthUser, who
+ * authenticated (AUTH). */
 static void print_envelope(FILE *f, const struct smtpd_message *m)
 {
     fprintf(f, "X-Peer: %s\r\nX-MailFrom: %s\r\nX-RcptTo: ", m->peer_addr,
@@ -26,6 +27,8 @@ static void print_envelope(FILE *f, const struct smtpd_message *m)
     for (size_t i = 0; i < m->n_forward_paths; i++)
         fprintf(f, "%s%s", i ? ", " : "", m->forward_paths[i]);
     fputs("\r\n", f);
+    if (m->auth_identity)
+        fprintf(f, "X-AuthUser: %s\r\n", m->auth_identity);
 }
 
 static void print_options(FILE *f, const char *what, const char *const *opts, size_t n)

@@ -67,7 +67,7 @@ struct relay {
     struct smtpd_session *s;
     struct leg smart, lmtp;
     enum relay_step step;
-    bool denied; /* client outside relay_networks: no smarthost */
+    bool outside; /* client outside relay_networks (see denied()) */
     char *reverse_path;
     char **params;
     size_t n_params;
@@ -125,9 +125,16 @@ static int severity(int code)
     return code == 0 ? -1 : code < 300 ? 0 : code >= 500 ? 1 : 2;
 }
 
+/* No smarthost for a client outside relay_networks, unless it
+ * authenticated: a submitter may relay from anywhere (RFC 6409). */
+static bool denied(const struct relay *r)
+{
+    return r->outside && !smtpd_session_auth_identity(r->s);
+}
+
 static void rcpt_at_smarthost(struct relay *r)
 {
-    if (r->denied) {
+    if (denied(r)) {
         answer_local(r, 554, "5.7.1", "Error: relay access denied");
         return;
     }
@@ -215,7 +222,7 @@ static struct relay *relay_of(struct smtpd_proxy *p, struct smtpd_session *s)
     leg_init(&r->smart, p->smarthost, leg_replied, r);
     if (p->mailman)
         leg_init(&r->lmtp, p->mailman, leg_replied, r);
-    r->denied = !cidr_match(p->nets, p->n_nets, smtpd_session_peer_addr(s));
+    r->outside = !cidr_match(p->nets, p->n_nets, smtpd_session_peer_addr(s));
     smtpd_session_set_data(s, r);
     return r;
 }
@@ -259,7 +266,7 @@ static enum smtpd_verdict proxy_mail(void *arg, struct smtpd_session *s, const c
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     /* MailmanProxy opens its legs per recipient; nobody outside
      * relay_networks gets a smarthost session (RCPT refuses). */
-    if (p->mailman || r->denied)
+    if (p->mailman || denied(r))
         return SMTPD_DONE;
     r->step = RS_MAIL;
     leg_mail(&r->smart, reverse_path, params, n_params);

@@ -46,6 +46,7 @@ struct conn {
     bool line_started;
     struct evbuffer *out;    /* replies not yet written (see flush_out) */
     struct event *answer_ev; /* PHASE_WAIT: the handler's answer_timeout */
+    struct event *delay_ev;  /* a failed AUTH's answer is held (tr_delay) */
     bool tls;                /* bev is a bufferevent_openssl */
     bool tls_pending;        /* STARTTLS answered: TLS starts once the 220 is sent */
     bool handshaking;        /* the TLS handshake is under way */
@@ -105,8 +106,27 @@ static void tr_start_tls(void *io)
     c->tls_pending = true;
 }
 
-static const struct chan_transport transport = {tr_write, tr_close, tr_resume, tr_backlogged,
-                                                tr_start_tls};
+static void delay_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    channel_delay_done(c->chan);
+    flush_out(c);
+}
+
+static void tr_delay(void *io, unsigned ms)
+{
+    struct conn *c = io;
+    if (!c->delay_ev)
+        c->delay_ev = evtimer_new(bufferevent_get_base(c->bev), delay_over, c);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (!c->delay_ev || evtimer_add(c->delay_ev, &tv) != 0)
+        channel_delay_done(c->chan); /* no timer: answer now rather than never */
+}
+
+static const struct chan_transport transport = {tr_write,      tr_close,     tr_resume,
+                                                tr_backlogged, tr_start_tls, tr_delay};
 
 static struct timeval *secs(struct timeval *tv, unsigned s)
 {
@@ -564,6 +584,8 @@ void conn_free(struct conn *c)
     }
     channel_free(c->chan);
     event_free(c->answer_ev);
+    if (c->delay_ev)
+        event_free(c->delay_ev);
     if (c->tls_ev)
         event_free(c->tls_ev);
     if (c->tls && !c->handshaking) {

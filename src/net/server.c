@@ -5,6 +5,7 @@
  */
 /* accept4() */
 #define _GNU_SOURCE
+#include "auth.h"
 #include "connection.h"
 #include "fqdn.h"
 #include "hostport.h"
@@ -55,7 +56,8 @@ struct smtpd_server {
     bool accept_paused;
     struct event *grace_ev;
     struct event *retry_ev;
-    SSL_CTX *tls_ctx; /* our reference; NULL: no TLS */
+    SSL_CTX *tls_ctx;               /* our reference; NULL: no TLS */
+    const struct chan_ext *exts[2]; /* params.exts: see set_extensions */
 };
 
 const char *smtpd_strerror(enum smtpd_err err)
@@ -96,6 +98,7 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->min_data_rate = 500;
     cfg->log_level = SMTPD_LOG_INFO;
     cfg->tls_handshake_timeout = 30;
+    cfg->auth_failure_delay = 1000;
 }
 
 static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level, const char *fmt,
@@ -115,13 +118,17 @@ static void server_log(const struct smtpd_server *srv, enum smtpd_log_level leve
     cfg->log(cfg->log_arg, level, line);
 }
 
-/* The library's own extension commands of a server with TLS. */
-static const struct chan_ext *const tls_exts[] = {&starttls_ext};
-
-static void offer_starttls(struct smtpd_server *srv)
+/* The library's own extension commands: STARTTLS on a server with TLS,
+ * AUTH when the handler has on_auth. */
+static void set_extensions(struct smtpd_server *srv)
 {
-    srv->params.exts = tls_exts;
-    srv->params.n_exts = sizeof(tls_exts) / sizeof(tls_exts[0]);
+    size_t n = 0;
+    if (srv->tls_ctx)
+        srv->exts[n++] = &starttls_ext;
+    if (srv->params.handler.on_auth)
+        srv->exts[n++] = &auth_ext;
+    srv->params.exts = srv->exts;
+    srv->params.n_exts = n;
 }
 
 struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtpd_config *cfg,
@@ -172,12 +179,13 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
         }
     }
     srv->params.cfg.tls_ctx = NULL; /* srv->tls_ctx is the one in use */
-    if (srv->tls_ctx)
-        offer_starttls(srv);
-    if (cfg->require_tls && !srv->tls_ctx) {
+    set_extensions(srv);
+    if ((cfg->require_tls && !srv->tls_ctx) || (cfg->auth_required && !handler->on_auth)) {
         free(srv->hostname);
+        if (srv->tls_ctx)
+            SSL_CTX_free(srv->tls_ctx);
         free(srv);
-        *err = SMTPD_ERR_TLS;
+        *err = cfg->auth_required ? SMTPD_ERR_CONFIG : SMTPD_ERR_TLS;
         return NULL;
     }
     *err = SMTPD_OK;
@@ -210,7 +218,7 @@ enum smtpd_err smtpd_server_set_tls_context(struct smtpd_server *srv, SSL_CTX *c
     SSL_CTX_up_ref(ctx);
     SSL_CTX_free(srv->tls_ctx);
     srv->tls_ctx = ctx;
-    offer_starttls(srv);
+    set_extensions(srv);
     return SMTPD_OK;
 }
 

@@ -494,12 +494,15 @@ char *relay_message_data(const struct smtpd_message *m, const char *by_host, uns
         header_safe(fp, sizeof(fp), m->forward_paths[0]);
         snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", fp);
     }
-    /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used; with
-     * TLS, its protocol and cipher in a comment, as Postfix writes them. */
+    /* RFC 5321 4.4 / RFC 3848 / RFC 6531 3.7.3: the protocol used, "S"
+     * for TLS and "A" for AUTH (ESMTPSA); with TLS, its protocol and
+     * cipher in a comment, as Postfix writes them. Never who
+     * authenticated: that is the submitter's business. */
     bool tls = m->tls_protocol != NULL;
-    const char *with = m->smtputf8 ? (tls ? "UTF8SMTPS" : "UTF8SMTP")
-                       : m->esmtp  ? (tls ? "ESMTPS" : "ESMTP")
-                                   : "SMTP";
+    char with[16] = "SMTP";
+    if (m->esmtp)
+        snprintf(with, sizeof(with), "%s%s%s", m->smtputf8 ? "UTF8SMTP" : "ESMTP", tls ? "S" : "",
+                 m->auth_identity ? "A" : "");
     char tlspart[200] = "";
     if (tls)
         snprintf(tlspart, sizeof(tlspart), "\r\n\t(using %s with cipher %s (%d bits))",

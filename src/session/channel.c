@@ -4,12 +4,14 @@
  * is formatted here and leaves through the transport in one write.
  */
 #include "channel.h"
+#include "auth.h"
 #include "command.h"
 #include "data.h"
 #include "extension.h"
 #include "line.h"
 #include "reply.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@ enum pending_step {
     STEP_DATA_CMD, /* on_data: the DATA command, before 354 */
     STEP_DATA,     /* on_message: after the final dot */
     STEP_EXT,      /* an extension command's fn */
+    STEP_DELAY,    /* a failed AUTH's answer, held for the failure delay */
 };
 
 /* Lines a multi-line answer may have. */
@@ -119,6 +122,17 @@ struct smtpd_session {
     size_t builtin_len;
     /* After an extension's 3xx answer: the next line is its continuation. */
     const struct smtpd_command *cont;
+
+    /* AUTH: the SASL exchange, the identity on_auth is asked about (and
+     * its mechanism), the one it accepted, and the failures so far. */
+    struct auth_exchange auth;
+    char *auth_pending;
+    const char *auth_mech;
+    char *auth_identity;
+    unsigned auth_failures;
+    /* STEP_DELAY: the answer that goes out when the delay is over. */
+    char *held;
+    size_t held_len;
 };
 
 static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len);
@@ -309,6 +323,8 @@ static void reply_nomem(struct smtpd_session *s)
 /* Standard enhanced code for a handler's answer at each step. */
 static const char *default_enh(enum pending_step step, int code)
 {
+    if (code == 235 || code == 535) /* AUTH's (RFC 4954 6) */
+        return code == 235 ? "2.7.0" : "5.7.8";
     if (code >= 400)
         return code >= 500 ? "5.0.0" : "4.0.0";
     switch (step) {
@@ -343,6 +359,7 @@ static bool valid_enh(const char *e, int code)
 }
 
 static void finish_step(struct smtpd_session *s);
+static void check_errors(struct smtpd_session *s);
 static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *arg, size_t len);
 static bool idle(const struct smtpd_session *s);
 static void shutdown_now(struct smtpd_session *s);
@@ -352,11 +369,14 @@ static void shutdown_now(struct smtpd_session *s);
 static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char *enhanced,
                                   const char *const *lines, size_t n)
 {
-    if (s->step == STEP_NONE || s->answered)
+    if (s->step == STEP_NONE || s->step == STEP_DELAY || s->answered)
         return SMTPD_ERR_STATE;
     /* 3xx replies (354) are the protocol's own; only an extension command
      * may ask for a continuation with one. */
     if (code < 200 || code > 599 || (code / 100 == 3 && s->step != STEP_EXT))
+        return SMTPD_ERR_REPLY;
+    /* on_auth: 235 authenticates, anything else refuses (RFC 4954 4). */
+    if (s->auth_pending && code < 400 && code != 235)
         return SMTPD_ERR_REPLY;
     /* RFC 3463 has no class 3: a 3xx carries no enhanced code. */
     if (enhanced && (code / 100 == 3 || !valid_enh(enhanced, code)))
@@ -401,6 +421,8 @@ static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char 
 enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
                            const char *text)
 {
+    if (!text && code == 235)
+        text = "Authentication successful";
     if (!text)
         text = code < 300   ? "OK"
                : code < 400 ? "Go ahead"
@@ -604,7 +626,7 @@ static bool mail_params(struct smtpd_session *s, const char *p, size_t len)
     enum param_result r;
     size_t count = 0;
     bool unknown = false, bad_body = false, utf8 = false, utf8_value = false;
-    bool bad_size = false, too_big = false;
+    bool bad_size = false, too_big = false, bad_auth = false;
 
     while ((r = cmd_next_param(&p, end, &prm)) == PARAM_OK) {
         count++;
@@ -616,6 +638,11 @@ static bool mail_params(struct smtpd_session *s, const char *p, size_t len)
             if (prm.value)
                 utf8_value = true;
             utf8 = true;
+        } else if (s->params->handler.on_auth && slice_ieq(prm.key, prm.key_len, "AUTH")) {
+            /* RFC 4954 5: who submitted the message first; kept as given,
+             * trusted by nobody here. */
+            if (!prm.value)
+                bad_auth = true;
         } else if (slice_ieq(prm.key, prm.key_len, "SIZE")) {
             /* size-value = 1*20DIGIT */
             size_t v = 0;
@@ -639,7 +666,7 @@ static bool mail_params(struct smtpd_session *s, const char *p, size_t len)
             unknown = true;
         }
     }
-    if (r == PARAM_SYNTAX || bad_size) {
+    if (r == PARAM_SYNTAX || bad_size || bad_auth) {
         reply(s, 501, "5.5.4", "Syntax: MAIL FROM: <address> [SP <mail-parameters>]");
         return false;
     }
@@ -1041,6 +1068,53 @@ static void log_ended(struct smtpd_session *s, const char *why)
                       rcpts, data);
 }
 
+/* The failure delay of the session's next failed AUTH: doubled at each
+ * failure, up to four times the configured one. */
+static unsigned failure_delay(const struct smtpd_session *s)
+{
+    unsigned base = s->params->cfg.auth_failure_delay;
+    unsigned shift = s->auth_failures < 3 ? s->auth_failures - 1 : 2;
+    return base > UINT_MAX / 4 ? base : base << shift;
+}
+
+/* on_auth answered @p code (0: not at all) with @p ans: the session is
+ * authenticated, or the failure is counted, logged and answered late. */
+static void auth_answered(struct smtpd_session *s, int code, const char *ans, size_t n)
+{
+    char *id = s->auth_pending;
+    s->auth_pending = NULL;
+    char esc[AUTH_FIELD_MAX * 4 + 8];
+    smtpd_escape(esc, sizeof(esc), id, strlen(id));
+    if (code == 235) {
+        smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s: authenticated as \"%s\"",
+                          s->auth_mech, s->peer_addr, esc);
+        s->auth_identity = id;
+        send_raw(s, ans, n);
+        return;
+    }
+    free(id);
+    s->auth_failures++;
+    s->errors++; /* guessing is a bad command too */
+    smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s failed for \"%s\" (failure %u)",
+                      s->auth_mech, s->peer_addr, esc, s->auth_failures);
+    char buf[REPLY_LINE_MAX];
+    if (code == 0) {
+        n = reply_format(buf, 535, false, s->extended ? "5.7.8" : NULL,
+                         "Error: authentication failed");
+        ans = buf;
+    }
+    unsigned ms = failure_delay(s);
+    /* A 421 closes at once; and no delay without a transport timer. */
+    if (code == 421 || ms == 0 || !s->tr->delay || !(s->held = malloc(n))) {
+        send_raw(s, ans, n);
+        return;
+    }
+    memcpy(s->held, ans, n);
+    s->held_len = n;
+    s->step = STEP_DELAY;
+    s->tr->delay(s->io, ms);
+}
+
 static void finish_step(struct smtpd_session *s)
 {
     enum pending_step step = s->step;
@@ -1057,7 +1131,9 @@ static void finish_step(struct smtpd_session *s)
     s->answer_lines = NULL;
     const char *ans = lines ? lines : s->answer;
     size_t ans_len = s->answer_len;
-    if (answered && !builtin && !accepted) {
+    /* AUTH's answer is sent by auth_answered(). */
+    bool auth = step == STEP_EXT && s->auth_pending;
+    if (answered && !builtin && !accepted && !auth) {
         if (step == STEP_EXT && ((code >= 500 && code <= 503) || code == 555))
             s->errors++;
         send_raw(s, ans, ans_len);
@@ -1131,7 +1207,9 @@ static void finish_step(struct smtpd_session *s)
         const struct smtpd_command *ext = s->ext;
         enum cmd_verb verb = s->ext_verb;
         s->ext = NULL;
-        if (builtin) {
+        if (auth) {
+            auth_answered(s, answered ? code : 0, ans, ans_len);
+        } else if (builtin) {
             char *p = s->builtin_params;
             s->builtin_params = NULL;
             run_builtin(s, verb, p, s->builtin_len);
@@ -1152,6 +1230,7 @@ static void finish_step(struct smtpd_session *s)
         break;
     }
     case STEP_NONE:
+    case STEP_DELAY:
         break;
     }
     free(lines);
@@ -1161,8 +1240,7 @@ static void finish_step(struct smtpd_session *s)
         s->end_reason = "a 421 reply";
         close_session(s);
     }
-    if (s->draining && s->state != ST_CLOSED && idle(s))
-        shutdown_now(s);
+    check_errors(s);
 }
 
 /* The final dot: check the data, then hand it to the handler. */
@@ -1204,6 +1282,7 @@ static void end_of_data(struct smtpd_session *s)
         .tls_protocol = s->tls ? s->tls_protocol : NULL,
         .tls_cipher = s->tls ? s->tls_cipher : NULL,
         .tls_cipher_bits = s->tls ? s->tls_bits : 0,
+        .auth_identity = s->auth_identity,
     };
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_DATA);
@@ -1281,10 +1360,39 @@ static bool allowed_before_tls(enum cmd_verb v, const char *line, size_t len)
            verb_is("STARTTLS", line, cmd_verb_len(line, len));
 }
 
+/* Log a command line (-d), but never what may carry a password: a line
+ * answering a 3xx (a SASL response, RFC 4954 4) or AUTH's initial response. */
+static void log_command(const struct smtpd_session *s, const char *line, size_t len)
+{
+    if (!debug_on(s))
+        return;
+    size_t vlen = cmd_verb_len(line, len);
+    const char *mech = line + vlen;
+    while (mech < line + len && *mech == ' ')
+        mech++;
+    const char *sp = memchr(mech, ' ', (size_t)(line + len - mech));
+    if (s->cont) {
+        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< [a response of %zu octets, not logged]", len);
+    } else if (verb_is("AUTH", line, vlen) && sp) {
+        char esc[200];
+        smtpd_escape(esc, sizeof(esc), line, (size_t)(sp - line));
+        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< %s [initial response not logged]", esc);
+    } else {
+        log_wire(s, "<", line, len);
+    }
+}
+
+/* MAIL, RCPT and DATA need AUTH first (smtpd_config.auth_required). */
+static bool needs_auth(const struct smtpd_session *s, enum cmd_verb v)
+{
+    return s->params->cfg.auth_required && !s->auth_identity &&
+           (v == CMD_MAIL || v == CMD_RCPT || v == CMD_DATA);
+}
+
 static void command_line(struct smtpd_session *s, const char *line, size_t len)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
-    log_wire(s, "<", line, len);
+    log_command(s, line, len);
     if (s->cont) {
         /* The answer to an extension's 3xx: its, whatever it holds. */
         const struct smtpd_command *ext = s->cont;
@@ -1336,6 +1444,11 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
         reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
         return;
     }
+    if (needs_auth(s, v)) {
+        s->errors++; /* as above */
+        reply(s, 530, "5.7.0", "Authentication required");
+        return;
+    }
     const struct smtpd_command *ext = find_extension(s, line, cmd_verb_len(line, len));
     if (ext) {
         run_extension(s, ext, v, arg, arg_len);
@@ -1384,6 +1497,23 @@ static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size
     }
 }
 
+/* After a command's answer: 421 once the error budget is spent; the end
+ * of a drain. A held answer goes first (channel_delay_done). */
+static void check_errors(struct smtpd_session *s)
+{
+    unsigned max_errors = s->params->cfg.max_errors;
+    if (s->step == STEP_DELAY)
+        return;
+    if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
+        smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
+        s->end_reason = "too many errors";
+        reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
+        close_session(s);
+    }
+    if (s->draining && idle(s))
+        shutdown_now(s);
+}
+
 /* One command line (or as much of it as @p buf holds). */
 static void feed_command(struct smtpd_session *s, const char *buf, size_t len, size_t *off)
 {
@@ -1394,17 +1524,13 @@ static void feed_command(struct smtpd_session *s, const char *buf, size_t len, s
     *off += used;
     if (r == LINE_OK)
         command_line(s, line, n);
-    else if (r == LINE_TOO_LONG)
+    else if (r == LINE_TOO_LONG) {
+        /* Whatever it was, it was no response to a 3xx we can use. */
+        s->cont = NULL;
+        s->auth.step = AUTH_IDLE;
         reply(s, 500, "5.5.2", "Error: line too long");
-    unsigned max_errors = s->params->cfg.max_errors;
-    if (max_errors && s->errors >= max_errors && s->state != ST_CLOSED) {
-        smtpd_session_log(s, SMTPD_LOG_INFO, "too many errors from %s", s->peer_addr);
-        s->end_reason = "too many errors";
-        reply(s, 421, "4.7.0", "Error: too many errors, closing connection");
-        close_session(s);
     }
-    if (s->draining && idle(s))
-        shutdown_now(s);
+    check_errors(s);
 }
 
 size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
@@ -1470,9 +1596,49 @@ void channel_tls_started(struct smtpd_session *s, const char *protocol, const ch
     s->helo = NULL;
     s->extended = false;
     s->cont = NULL;
+    s->auth.step = AUTH_IDLE;
+    free(s->auth_identity);
+    s->auth_identity = NULL;
     line_reader_init(&s->lr);
     if (s->draining)
         shutdown_now(s);
+}
+
+const struct smtpd_config *channel_config(const struct smtpd_session *s)
+{
+    return &s->params->cfg;
+}
+
+struct auth_exchange *channel_auth_exchange(struct smtpd_session *s)
+{
+    return &s->auth;
+}
+
+enum smtpd_verdict channel_auth_check(struct smtpd_session *s, const char *mechanism,
+                                      const char *identity, const char *password)
+{
+    const struct smtpd_handler *h = &s->params->handler;
+    free(s->auth_pending);
+    s->auth_pending = strdup(identity);
+    if (!s->auth_pending) {
+        smtpd_reply(s, 454, "4.7.0", "Error: temporary authentication failure");
+        return SMTPD_DONE;
+    }
+    s->auth_mech = mechanism;
+    return h->on_auth(h->arg, s, mechanism, identity, password);
+}
+
+void channel_delay_done(struct smtpd_session *s)
+{
+    if (s->step != STEP_DELAY)
+        return;
+    s->step = STEP_NONE;
+    send_raw(s, s->held, s->held_len);
+    free(s->held);
+    s->held = NULL;
+    check_errors(s);
+    if (s->state != ST_CLOSED)
+        s->tr->resume(s->io);
 }
 
 bool channel_line_pending(const struct smtpd_session *s)
@@ -1525,8 +1691,9 @@ void channel_answer_timeout(struct smtpd_session *s)
                                         [STEP_RCPT] = "RCPT",
                                         [STEP_DATA_CMD] = "DATA",
                                         [STEP_DATA] = "the message",
-                                        [STEP_EXT] = "an extension command"};
-    if (s->state == ST_CLOSED || s->step == STEP_NONE || s->answered)
+                                        [STEP_EXT] = "an extension command",
+                                        [STEP_DELAY] = ""};
+    if (s->state == ST_CLOSED || s->step == STEP_NONE || s->step == STEP_DELAY || s->answered)
         return;
     smtpd_session_log(s, SMTPD_LOG_WARNING, "the handler gave no answer to %s within %u s",
                       names[s->step], s->params->cfg.answer_timeout);
@@ -1589,6 +1756,9 @@ void channel_free(struct smtpd_session *s)
     free(s->answer_lines);
     free(s->builtin_params);
     free(s->helo);
+    free(s->auth_pending);
+    free(s->auth_identity);
+    free(s->held);
     free(s);
 }
 
@@ -1622,6 +1792,11 @@ const char *smtpd_session_tls_protocol(const struct smtpd_session *s)
 const char *smtpd_session_tls_cipher(const struct smtpd_session *s)
 {
     return s->tls ? s->tls_cipher : NULL;
+}
+
+const char *smtpd_session_auth_identity(const struct smtpd_session *s)
+{
+    return s->auth_identity;
 }
 
 const char *smtpd_session_helo(const struct smtpd_session *s)

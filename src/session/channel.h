@@ -39,6 +39,11 @@ struct chan_transport {
      *  Until then channel_feed() takes nothing. NULL: TLS cannot start
      *  (channel_request_tls() says so). */
     void (*start_tls)(void *io);
+    /** A failed AUTH is answered late (smtpd_config.auth_failure_delay):
+     *  call channel_delay_done() in @p ms milliseconds, from the event loop.
+     *  Until then channel_feed() takes nothing. NULL: no delays, the answer
+     *  goes out at once. */
+    void (*delay)(void *io, unsigned ms);
 };
 
 /** Settings shared by all channels of a server; immutable while they run. */
@@ -86,6 +91,21 @@ bool channel_request_tls(struct smtpd_session *s);
  *  it before channel_start(). */
 void channel_tls_started(struct smtpd_session *s, const char *protocol, const char *cipher,
                          int bits);
+
+/** The settings of the server @p s belongs to. */
+const struct smtpd_config *channel_config(const struct smtpd_session *s);
+
+/** The library's AUTH command (auth.c) has decoded credentials: remember
+ *  @p identity (copied) as the one being tried and ask the handler's
+ *  on_auth. Its answer then decides: 235 authenticates the session, a
+ *  refusal is counted, logged and answered after the failure delay.
+ *  @p mechanism must be a string constant. */
+enum smtpd_verdict channel_auth_check(struct smtpd_session *s, const char *mechanism,
+                                      const char *identity, const char *password);
+
+/** The failure delay asked for with transport->delay is over: send the
+ *  answer it held and read on. */
+void channel_delay_done(struct smtpd_session *s);
 
 /** Feed client bytes. @return how many were taken; the rest must be fed
  *  again after transport->resume (a handler is pending), once the replies

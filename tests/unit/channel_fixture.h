@@ -27,6 +27,8 @@ struct fake_io {
     unsigned n_start_tls; /* start_tls calls */
     size_t after_close;   /* bytes written after close */
     size_t backlog;       /* backlogged() once this many bytes wait; 0: never */
+    unsigned n_delay;     /* delay calls, and the last one's milliseconds */
+    unsigned delay_ms;
 };
 
 struct msg_copy {
@@ -98,6 +100,7 @@ void io_close(void *io);
 void io_resume(void *io);
 bool io_backlogged(void *io);
 void io_start_tls(void *io);
+void io_delay(void *io, unsigned ms);
 /* Copies and frees for the recording handler. */
 char *xstrdup(const char *s);
 void free_strv(char **v, size_t n);

@@ -400,12 +400,12 @@ static void test_continuation(void **state)
     assert_string_equal(x.params, "PLAIN");
     /* The next line is the extension's, whatever it holds: no command runs. */
     feed_all(f, "MAIL FROM:<a@b>\r\n");
-    expect_out(f, "235 2.0.0 ok\r\n");
+    expect_out(f, "235 2.7.0 ok\r\n");
     assert_string_equal(x.params, "MAIL FROM:<a@b>");
     assert_null(smtpd_session_reverse_path(f->s));
     assert_int_equal(f->rec.n_mail, 0);
     /* Pipelined: question, answer and a command in one read. */
-    dialog(f, "XAUTH\r\n\r\nNOOP\r\n", "334|235 2.0.0|250 2.0.0");
+    dialog(f, "XAUTH\r\n\r\nNOOP\r\n", "334|235 2.7.0|250 2.0.0");
     assert_string_equal(x.params, "");
     assert_int_equal(x.calls, 4);
     fx_free(f);

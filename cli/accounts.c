@@ -1,0 +1,153 @@
+/* --auth-file and --auth-accept-any; see accounts.h. */
+#include "accounts.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct account {
+    char *user;
+    char *hash;
+};
+
+struct accounts {
+    struct account *v;
+    size_t n;
+};
+
+void accounts_free(struct accounts *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->v[i].user);
+        OPENSSL_cleanse(a->v[i].hash, strlen(a->v[i].hash));
+        free(a->v[i].hash);
+    }
+    free(a->v);
+    free(a);
+}
+
+/* Whether libcrypt knows @p hash's method: a hash it cannot use would
+ * refuse everyone, silently. */
+static bool hash_usable(const char *hash)
+{
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    const char *r = crypt_rn("", hash, &cd, sizeof(cd));
+    return r && r[0] != '*';
+}
+
+/* One "user:hash" line (its newline gone) into @p a; false: malformed. */
+static bool add_line(struct accounts *a, char *line, size_t *cap)
+{
+    char *colon = strchr(line, ':');
+    if (!colon || colon == line || !hash_usable(colon + 1))
+        return false;
+    *colon = '\0';
+    if (a->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct account *nv = realloc(a->v, ncap * sizeof(*nv));
+        if (!nv)
+            return false;
+        a->v = nv;
+        *cap = ncap;
+    }
+    a->v[a->n].user = strdup(line);
+    a->v[a->n].hash = strdup(colon + 1);
+    if (!a->v[a->n].user || !a->v[a->n].hash) {
+        free(a->v[a->n].user);
+        free(a->v[a->n].hash);
+        return false;
+    }
+    a->n++;
+    return true;
+}
+
+struct accounts *accounts_load(const char *path, char *why, size_t whysz, char *warn, size_t warnsz)
+{
+    warn[0] = '\0';
+    FILE *f = fopen(path, "re");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(why, whysz, "cannot read --auth-file %s: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    if (st.st_mode & 077)
+        snprintf(warn, warnsz, "--auth-file %s can be read by group or others (chmod 600 it)",
+                 path);
+    struct accounts *a = calloc(1, sizeof(*a));
+    char line[1024];
+    size_t cap = 0;
+    unsigned no = 0;
+    bool ok = a != NULL;
+    while (ok && fgets(line, sizeof(line), f)) {
+        no++;
+        size_t len = strcspn(line, "\r\n");
+        bool whole = line[len] != '\0' || feof(f);
+        line[len] = '\0';
+        if (line[0] != '\0' && line[0] != '#' && (!whole || !add_line(a, line, &cap))) {
+            snprintf(why, whysz, "--auth-file %s, line %u: not \"user:hash\" with a crypt(3) hash",
+                     path, no);
+            ok = false;
+        }
+        OPENSSL_cleanse(line, sizeof(line));
+    }
+    fclose(f);
+    if (ok && a->n == 0) {
+        snprintf(why, whysz, "--auth-file %s has no account", path);
+        ok = false;
+    }
+    if (!ok) {
+        if (!a)
+            snprintf(why, whysz, "--auth-file %s: out of memory", path);
+        accounts_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+bool accounts_check(const struct accounts *a, const char *user, const char *password)
+{
+    const struct account *found = NULL;
+    for (size_t i = 0; i < a->n && !found; i++)
+        if (strcmp(a->v[i].user, user) == 0)
+            found = &a->v[i];
+    /* An unknown user costs a crypt(3) run too: the time of the answer must
+     * not tell which user names exist. */
+    const char *hash = found ? found->hash : a->v[0].hash;
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    const char *r = crypt_rn(password, hash, &cd, sizeof(cd));
+    size_t n = strlen(hash);
+    bool match = r && strlen(r) == n && CRYPTO_memcmp(r, hash, n) == 0;
+    OPENSSL_cleanse(&cd, sizeof(cd));
+    return found && match;
+}
+
+/* The program's one policy (see accounts_handler). */
+static struct auth_policy *policy;
+
+static enum smtpd_verdict on_auth(void *arg, struct smtpd_session *s, const char *mechanism,
+                                  const char *identity, const char *password)
+{
+    (void)arg;
+    (void)mechanism;
+    if (policy->accept_any || accounts_check(policy->accounts, identity, password))
+        smtpd_reply(s, 235, NULL, NULL);
+    else
+        smtpd_reply(s, 535, "5.7.8", "Error: authentication failed");
+    return SMTPD_DONE;
+}
+
+void accounts_handler(struct smtpd_handler *h, struct auth_policy *p)
+{
+    policy = p;
+    h->on_auth = on_auth;
+}
