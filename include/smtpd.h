@@ -601,7 +601,9 @@ SMTPD_API void smtpd_sink_handler(struct smtpd_handler *h);
  * timed out: 451 4.4.1; lost in mid-transaction: 421 4.4.2 (the session
  * closes). A Received: trace field (RFC 5321 4.4) is prepended and X-Peer
  * inserted after the header section. Clients outside relay_networks get
- * 554 5.7.1 at RCPT TO (no open relay).
+ * 554 5.7.1 at RCPT TO (no open relay), unless they authenticated (AUTH:
+ * a submitter may relay from anywhere); the Received field then says
+ * ESMTPA or ESMTPSA (RFC 3848).
  *
  * MailmanProxy (mailman_lmtp set): at each RCPT TO, Mailman 3's LMTP server
  * (RFC 2033) is asked first. 250: a list address, delivered to Mailman over
