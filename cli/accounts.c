@@ -17,11 +17,18 @@ struct account {
 struct accounts {
     struct account *v;
     size_t n;
+    unsigned refs; /* the program's, and each check in flight */
 };
+
+struct accounts *accounts_ref(struct accounts *a)
+{
+    a->refs++;
+    return a;
+}
 
 void accounts_free(struct accounts *a)
 {
-    if (!a)
+    if (!a || --a->refs > 0)
         return;
     for (size_t i = 0; i < a->n; i++) {
         free(a->v[i].user);
@@ -83,6 +90,8 @@ struct accounts *accounts_load(const char *path, char *why, size_t whysz, char *
         snprintf(warn, warnsz, "--auth-file %s can be read by group or others (chmod 600 it)",
                  path);
     struct accounts *a = calloc(1, sizeof(*a));
+    if (a)
+        a->refs = 1;
     char line[1024];
     size_t cap = 0;
     unsigned no = 0;
@@ -129,25 +138,4 @@ bool accounts_check(const struct accounts *a, const char *user, const char *pass
     bool match = r && strlen(r) == n && CRYPTO_memcmp(r, hash, n) == 0;
     OPENSSL_cleanse(&cd, sizeof(cd));
     return found && match;
-}
-
-/* The program's one policy (see accounts_handler). */
-static struct auth_policy *policy;
-
-static enum smtpd_verdict on_auth(void *arg, struct smtpd_session *s, const char *mechanism,
-                                  const char *identity, const char *password)
-{
-    (void)arg;
-    (void)mechanism;
-    if (policy->accept_any || accounts_check(policy->accounts, identity, password))
-        smtpd_reply(s, 235, NULL, NULL);
-    else
-        smtpd_reply(s, 535, "5.7.8", "Error: authentication failed");
-    return SMTPD_DONE;
-}
-
-void accounts_handler(struct smtpd_handler *h, struct auth_policy *p)
-{
-    policy = p;
-    h->on_auth = on_auth;
 }

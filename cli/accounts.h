@@ -1,12 +1,10 @@
 /*
- * The program's AUTH: the accounts of --auth-file (one "user:hash" line
- * each, the hash in crypt(3) form), checked with libcrypt, or
- * --auth-accept-any; and the on_auth callback that uses them.
+ * The accounts of --auth-file: one "user:hash" line each, the hash in
+ * crypt(3) form, checked with libcrypt. accounts_check() may run on any
+ * thread; the rest belongs to the main thread.
  */
 #ifndef SMTPD_CLI_ACCOUNTS_H
 #define SMTPD_CLI_ACCOUNTS_H
-
-#include "smtpd.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,18 +22,12 @@ struct accounts *accounts_load(const char *path, char *why, size_t whysz, char *
  *  for a known one (a crypt(3) run either way). */
 bool accounts_check(const struct accounts *a, const char *user, const char *password);
 
+/** Another reference to @p a (a check in flight keeps the accounts it
+ *  began with, whatever SIGHUP loads meanwhile). Main thread only. */
+struct accounts *accounts_ref(struct accounts *a);
+
+/** Drop a reference; the last one frees (and wipes the hashes). NULL is
+ *  allowed. Main thread only. */
 void accounts_free(struct accounts *a);
-
-/** What on_auth asks: @c accounts (replaced on SIGHUP), or any
- *  credentials when @c accept_any. */
-struct auth_policy {
-    struct accounts *accounts;
-    bool accept_any;
-};
-
-/** Set @p h->on_auth to decide with @p p, which must outlive the server.
- *  h->arg is the class's own, so the program's one policy is kept in
- *  accounts.c (one per process; the library keeps no such state). */
-void accounts_handler(struct smtpd_handler *h, struct auth_policy *p);
 
 #endif

@@ -5,7 +5,7 @@
  * certificate and key and the --auth-file again. Exit codes follow
  * sysexits.h.
  */
-#include "accounts.h"
+#include "auth_check.h"
 #include "memory.h"
 #include "options.h"
 #include "plugin.h"
@@ -279,7 +279,8 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
 
 /* --auth-file (read now, before root is dropped) or --auth-accept-any
  * gives @p h its on_auth. Returns 0 or a sysexits code. */
-static int setup_auth(const struct options *o, struct auth_policy *p, struct smtpd_handler *h)
+static int setup_auth(const struct options *o, struct auth_policy *p, struct smtpd_handler *h,
+                      struct event_base *base)
 {
     if (!o->auth_file && !o->auth_accept_any)
         return 0;
@@ -301,7 +302,7 @@ static int setup_auth(const struct options *o, struct auth_policy *p, struct smt
         }
     }
     p->accept_any = o->auth_accept_any;
-    accounts_handler(h, p);
+    auth_check_handler(h, p, base);
     if (!o->tls_cert && !o->auth_insecure)
         log_stderr(NULL, SMTPD_LOG_WARNING,
                    "AUTH is offered over TLS only, and there is no --tls-cert: no client can "
@@ -373,7 +374,7 @@ static int serve(const struct options *o)
         goto out;
     r.proxy = cs.proxy;
     r.plugin = &cs.plugin;
-    rc = setup_auth(o, &r.auth, &cs.h);
+    rc = setup_auth(o, &r.auth, &cs.h, base);
     if (rc != 0)
         goto out;
     r.srv = smtpd_server_new(base, &cfg, &cs.h, &err);
@@ -468,6 +469,7 @@ out:
     if (r.sighup)
         event_free(r.sighup);
     SSL_CTX_free(tls_ctx);
+    auth_check_stop();
     accounts_free(r.auth.accounts);
     for (unsigned i = 1; i < WORKERS_MAX; i++)
         smtpd_server_free(others[i]);
