@@ -65,9 +65,10 @@ struct harness {
     bool implicit_tls;
 };
 
-static void out_command(void *arg, const char *line, size_t len)
+static void out_command(void *arg, const char *line, size_t len, const char *shown)
 {
     struct harness *h = arg;
+    (void)shown;
     FUZZ_CHECK(!h->dead);
     FUZZ_CHECK(len >= 3 && line[len - 2] == '\r' && line[len - 1] == '\n');
     FUZZ_CHECK(memchr(line, '\n', len - 1) == NULL);
