@@ -76,6 +76,11 @@ const char options_usage[] =
     "                          the system's)\n"
     "      --relay-smtps       implicit TLS to the smarthost (port 465 style; not with\n"
     "                          --relay-tls none)\n"
+    "      --relay-auth-file FILE\n"
+    "                          SMTP AUTH to the smarthost: lines 'host[:port]\n"
+    "                          user:password' (Postfix's sasl_passwd); mode 600,\n"
+    "                          read at start-up; sent over TLS only, unless\n"
+    "                          --relay-tls none\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -104,7 +109,8 @@ enum {
     OPT_TLS_TIMEOUT,
     OPT_RELAY_TLS,
     OPT_RELAY_CA,
-    OPT_RELAY_SMTPS
+    OPT_RELAY_SMTPS,
+    OPT_RELAY_AUTH_FILE
 };
 
 static const struct option long_opts[] = {
@@ -139,6 +145,7 @@ static const struct option long_opts[] = {
     {"relay-tls", required_argument, NULL, OPT_RELAY_TLS},
     {"relay-ca", required_argument, NULL, OPT_RELAY_CA},
     {"relay-smtps", no_argument, NULL, OPT_RELAY_SMTPS},
+    {"relay-auth-file", required_argument, NULL, OPT_RELAY_AUTH_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -333,6 +340,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_RELAY_SMTPS:
             o->relay_smtps = true;
             break;
+        case OPT_RELAY_AUTH_FILE:
+            o->relay_auth_file = optarg;
+            break;
         case OPT_TLS_TIMEOUT:
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
@@ -392,6 +402,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     }
     if (o->relay_smtps && o->relay_tls == SMTPD_RELAY_TLS_NONE) {
         snprintf(err, errsz, "--relay-smtps and --relay-tls none cannot be used together");
+        return -1;
+    }
+    if (o->relay_auth_file && strcmp(o->class_name, "PureProxy") != 0 &&
+        strcmp(o->class_name, "MailmanProxy") != 0) {
+        snprintf(err, errsz, "--relay-auth-file is for PureProxy and MailmanProxy");
         return -1;
     }
     if (optind < argc)
