@@ -10,6 +10,7 @@
 #include "options.h"
 #include "plugin.h"
 #include "privdrop.h"
+#include "relay_auth.h"
 #include "workers.h"
 #include "smtpd.h"
 
@@ -199,8 +200,20 @@ static int make_proxy(const struct options *o, struct event_base *base, bool mai
     pc.tls = (enum smtpd_relay_tls)o->relay_tls;
     pc.tls_ca_file = o->relay_ca;
     pc.smtps = o->relay_smtps;
+    /* Read now, while a root-only file can still be read. */
+    struct relay_auth auth = {0};
+    if (o->relay_auth_file) {
+        char why[512];
+        if (relay_auth_load(o->relay_auth_file, o->remote, &auth, why, sizeof(why)) != 0) {
+            fprintf(stderr, "smtpd: %s\n", why);
+            return EX_CONFIG;
+        }
+        pc.auth_username = auth.username;
+        pc.auth_password = auth.password;
+    }
     enum smtpd_err err;
     cs->proxy = smtpd_proxy_new(base, &pc, &err);
+    relay_auth_free(&auth); /* the relay keeps its own copy */
     if (!cs->proxy && err == SMTPD_ERR_TLS) {
         /* The reason is in the log line before. */
         fprintf(stderr, "smtpd: cannot set up TLS to the smarthost (--relay-ca %s)\n",

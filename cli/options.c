@@ -84,6 +84,11 @@ const char options_usage[] =
     "                          the system's)\n"
     "      --relay-smtps       implicit TLS to the smarthost (port 465 style; not with\n"
     "                          --relay-tls none)\n"
+    "      --relay-auth-file FILE\n"
+    "                          SMTP AUTH to the smarthost: lines 'host[:port]\n"
+    "                          user:password' (Postfix's sasl_passwd); mode 600,\n"
+    "                          read at start-up; sent over TLS only, unless\n"
+    "                          --relay-tls none\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -116,7 +121,8 @@ enum {
     OPT_AUTH_REQUIRED,
     OPT_RELAY_TLS,
     OPT_RELAY_CA,
-    OPT_RELAY_SMTPS
+    OPT_RELAY_SMTPS,
+    OPT_RELAY_AUTH_FILE
 };
 
 static const struct option long_opts[] = {
@@ -155,6 +161,7 @@ static const struct option long_opts[] = {
     {"auth-insecure", no_argument, NULL, OPT_AUTH_INSECURE},
     {"auth-required", no_argument, NULL, OPT_AUTH_REQUIRED},
     {"relay-smtps", no_argument, NULL, OPT_RELAY_SMTPS},
+    {"relay-auth-file", required_argument, NULL, OPT_RELAY_AUTH_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -380,6 +387,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_RELAY_SMTPS:
             o->relay_smtps = true;
             break;
+        case OPT_RELAY_AUTH_FILE:
+            o->relay_auth_file = optarg;
+            break;
         case OPT_TLS_TIMEOUT:
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
@@ -441,6 +451,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     }
     if (o->relay_smtps && o->relay_tls == SMTPD_RELAY_TLS_NONE) {
         snprintf(err, errsz, "--relay-smtps and --relay-tls none cannot be used together");
+        return -1;
+    }
+    if (o->relay_auth_file && strcmp(o->class_name, "PureProxy") != 0 &&
+        strcmp(o->class_name, "MailmanProxy") != 0) {
+        snprintf(err, errsz, "--relay-auth-file is for PureProxy and MailmanProxy");
         return -1;
     }
     if (optind < argc)

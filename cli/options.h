@@ -37,16 +37,17 @@ struct options {
     const char *smtps;           /* --smtps HOST:PORT: implicit TLS listener */
     bool require_tls;            /* --require-tls */
     unsigned tls_handshake_timeout;
-    const char *auth_file; /* --auth-file FILE: user:hash lines */
-    bool auth_accept_any;  /* --auth-accept-any */
-    bool auth_insecure;    /* --auth-insecure */
-    bool auth_required;    /* --auth-required */
-    int relay_tls;         /* enum smtpd_relay_tls */
-    const char *relay_ca;  /* --relay-ca FILE */
-    bool relay_smtps;      /* --relay-smtps */
-    const char *local;     /* localhost:localport */
-    const char *remote;    /* remotehost:remoteport */
-    int n_extra;           /* arguments after localhost:port, for a .so handler */
+    const char *auth_file;       /* --auth-file FILE: user:hash lines */
+    bool auth_accept_any;        /* --auth-accept-any */
+    bool auth_insecure;          /* --auth-insecure */
+    bool auth_required;          /* --auth-required */
+    int relay_tls;               /* enum smtpd_relay_tls */
+    const char *relay_ca;        /* --relay-ca FILE */
+    bool relay_smtps;            /* --relay-smtps */
+    const char *relay_auth_file; /* --relay-auth-file FILE: the smarthost's credentials */
+    const char *local;           /* localhost:localport */
+    const char *remote;          /* remotehost:remoteport */
+    int n_extra;                 /* arguments after localhost:port, for a .so handler */
     char **extra;
 };
 

@@ -663,6 +663,20 @@ struct smtpd_proxy_config {
      *  STARTTLS; verified under SMTPD_RELAY_TLS_VERIFY. Not with
      *  SMTPD_RELAY_TLS_NONE. Default false. */
     bool smtps;
+    /** SMTP AUTH to the smarthost (RFC 4954), as a SASL client: after EHLO
+     *  (and after STARTTLS and the second EHLO) the relay authenticates
+     *  with PLAIN (RFC 4616), or LOGIN when PLAIN is not offered, before
+     *  the first MAIL of each connection; pooled connections stay
+     *  authenticated. Both or neither (NULL, the default: no AUTH); each at
+     *  most 255 bytes. Copied by smtpd_proxy_new() (the password's copy is
+     *  wiped when the relay is freed), so the caller may wipe its own.
+     *  The credentials go only over TLS, unless tls is
+     *  SMTPD_RELAY_TLS_NONE; without TLS, or when the smarthost offers
+     *  neither mechanism or refuses the credentials, the client gets
+     *  "451 4.7.0" at MAIL FROM and the log says why (never the
+     *  credentials). Not used towards Mailman's LMTP server. */
+    const char *auth_username;
+    const char *auth_password;
 };
 
 /** Fill @p cfg with the defaults documented above (upstream NULL). */
@@ -674,7 +688,8 @@ struct smtpd_proxy;
  * Create a relay on @p base with a copy of @p cfg. Starts no connection;
  * reads tls_ca_file now.
  * @return NULL with *err: SMTPD_ERR_ADDRESS (bad upstream), SMTPD_ERR_CONFIG
- *         (bad relay_networks, smtps without TLS), SMTPD_ERR_TLS (the CA
+ *         (bad relay_networks, smtps without TLS, only one of the AUTH
+ *         credentials or one too long), SMTPD_ERR_TLS (the CA
  *         file cannot be loaded; the reason goes to the log), SMTPD_ERR_NOMEM.
  */
 SMTPD_API struct smtpd_proxy *

@@ -21,6 +21,7 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@
 /* MailmanProxy remembers this many of Mailman's answers, each this long. */
 #define MAILMAN_MEMORY 10000
 #define MAILMAN_MEMORY_SECONDS 3600
+/* The longest SMTP AUTH username or password (smtpd.h). */
+#define AUTH_MAX 255
 
 struct smtpd_proxy {
     struct smtpd_proxy_config cfg;
@@ -47,7 +50,8 @@ struct smtpd_proxy {
     size_t n_domains;
     struct recipient_cache *answers; /* what Mailman said of recent recipients */
     unsigned long next_id;
-    SSL_CTX *tls_ctx; /* the smarthost's TLS client context; NULL: none */
+    SSL_CTX *tls_ctx;                    /* the smarthost's TLS client context; NULL: none */
+    char *auth_username, *auth_password; /* SMTP AUTH to the smarthost; NULL: none */
 };
 
 /* Which answer the session waits for. */
@@ -390,6 +394,8 @@ static struct upstream *make_upstream(struct smtpd_proxy *p, const char *hostpor
         .tls = lmtp ? SMTPD_RELAY_TLS_NONE : cfg->tls,
         .tls_ctx = lmtp ? NULL : p->tls_ctx,
         .smtps = !lmtp && cfg->smtps,
+        .auth_username = lmtp ? NULL : p->auth_username,
+        .auth_password = lmtp ? NULL : p->auth_password,
         .log = cfg->log,
         .log_arg = cfg->log_arg,
         .log_level = cfg->log_level,
@@ -415,6 +421,26 @@ static bool parse_domains(struct smtpd_proxy *p, const char *list)
     return true;
 }
 
+/* Both credentials or neither, each within AUTH_MAX. */
+static bool auth_config_ok(const struct smtpd_proxy_config *cfg)
+{
+    if (!cfg->auth_username != !cfg->auth_password)
+        return false;
+    return !cfg->auth_username ||
+           (cfg->auth_username[0] && strnlen(cfg->auth_username, AUTH_MAX + 1) <= AUTH_MAX &&
+            strnlen(cfg->auth_password, AUTH_MAX + 1) <= AUTH_MAX);
+}
+
+/* The relay's own copies of the credentials. */
+static bool copy_auth(struct smtpd_proxy *p, const struct smtpd_proxy_config *cfg)
+{
+    if (!cfg->auth_username)
+        return true;
+    p->auth_username = strdup(cfg->auth_username);
+    p->auth_password = strdup(cfg->auth_password);
+    return p->auth_username && p->auth_password;
+}
+
 struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_proxy_config *cfg,
                                     enum smtpd_err *err)
 {
@@ -428,7 +454,7 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     }
     p->cfg = *cfg;
     p->base = base;
-    if (cfg->smtps && cfg->tls == SMTPD_RELAY_TLS_NONE) {
+    if ((cfg->smtps && cfg->tls == SMTPD_RELAY_TLS_NONE) || !auth_config_ok(cfg)) {
         free(p);
         *err = SMTPD_ERR_CONFIG;
         return NULL;
@@ -447,7 +473,7 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     p->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (p->dns && evdns_base_resolv_conf_parse(p->dns, DNS_OPTIONS_ALL, "/etc/resolv.conf") != 0)
         evdns_base_load_hosts(p->dns, NULL); /* no resolv.conf: /etc/hosts still */
-    if (!p->hostname || !p->dns) {
+    if (!p->hostname || !p->dns || !copy_auth(p, cfg)) {
         smtpd_proxy_free(p);
         *err = SMTPD_ERR_NOMEM;
         return NULL;
@@ -478,6 +504,7 @@ struct smtpd_proxy *smtpd_proxy_new(struct event_base *base, const struct smtpd_
     /* The strings were copied where they are needed. */
     p->cfg.upstream = p->cfg.relay_networks = p->cfg.hostname = NULL;
     p->cfg.mailman_lmtp = p->cfg.mailman_domains = p->cfg.tls_ca_file = NULL;
+    p->cfg.auth_username = p->cfg.auth_password = NULL;
     *err = SMTPD_OK;
     return p;
 }
@@ -513,5 +540,9 @@ void smtpd_proxy_free(struct smtpd_proxy *p)
         free(p->domains[i]);
     SSL_CTX_free(p->tls_ctx);
     free(p->hostname);
+    free(p->auth_username);
+    if (p->auth_password)
+        OPENSSL_cleanse(p->auth_password, strlen(p->auth_password));
+    free(p->auth_password);
     free(p);
 }

@@ -66,10 +66,14 @@ static bool debug_on(const struct smtp_client *c)
 
 /* ---- output for the protocol machine ---- */
 
-static void out_command(void *arg, const char *line, size_t len)
+/* The dialogue log shows what the machine allows of each line: never the
+ * credentials of AUTH (@p shown stands for such a line). */
+static void out_command(void *arg, const char *line, size_t len, const char *shown)
 {
     struct smtp_client *c = arg;
-    if (debug_on(c)) {
+    if (debug_on(c) && shown) {
+        client_log(c, SMTPD_LOG_DEBUG, "> %s", shown);
+    } else if (debug_on(c)) {
         char esc[600];
         smtpd_escape(esc, sizeof(esc), line, len - 2); /* without CRLF */
         client_log(c, SMTPD_LOG_DEBUG, "> %s", esc);
@@ -151,7 +155,11 @@ static void close_socket(struct smtp_client *c)
 static void report_dead(struct smtp_client *c, bool was_idle, const struct client_reply *r)
 {
     close_socket(c);
-    client_log(c, was_idle ? SMTPD_LOG_INFO : SMTPD_LOG_WARNING, "%s", c->proto.why);
+    client_log(c,
+               c->proto.config_error ? SMTPD_LOG_ERROR
+               : was_idle            ? SMTPD_LOG_INFO
+                                     : SMTPD_LOG_WARNING,
+               "%s", c->proto.why);
     if (c->cb) {
         finish(c, r);
     } else if (c->idle_cb) {
@@ -467,6 +475,7 @@ struct smtp_client *client_open(const struct client_config *cfg, client_cb cb, v
                : cfg->tls == SMTPD_RELAY_TLS_MAY ? CP_TLS_MAY
                                                  : CP_TLS_MUST,
                cfg->smtps);
+    cp_set_auth(&c->proto, cfg->auth_username, cfg->auth_password, cfg->auth_plaintext);
     c->defer_ev = event_new(cfg->base, -1, 0, deferred, c);
     if (!c->defer_ev) {
         free(c);

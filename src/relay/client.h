@@ -32,6 +32,12 @@ struct client_config {
     enum smtpd_relay_tls tls;
     SSL_CTX *tls_ctx;
     bool smtps;
+    /* SMTP AUTH (RFC 4954): the credentials (borrowed; NULL: no AUTH) and
+     * whether they may go without TLS (only when TLS is off by
+     * configuration, never after "may" found no TLS). */
+    const char *auth_username;
+    const char *auth_password;
+    bool auth_plaintext;
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;
@@ -39,11 +45,11 @@ struct client_config {
 
 struct smtp_client;
 
-/** Connect, greet and (as the policy says) start TLS. @p cb gets 250 once
- *  the client is ready, or a local 451 4.4.1 (unreachable, refused
- *  greeting) or 451 4.7.5 (TLS required and failed, or not offered); the
- *  log says why. The config's strings must outlive the client. NULL: no
- *  memory. */
+/** Connect, greet, (as the policy says) start TLS and authenticate. @p cb
+ *  gets 250 once the client is ready, or a local 451 4.4.1 (unreachable,
+ *  refused greeting), 451 4.7.5 (TLS required and failed, or not offered)
+ *  or 451 4.7.0 (AUTH refused or impossible); the log says why. The config's strings must outlive
+ * the client. NULL: no memory. */
 struct smtp_client *client_open(const struct client_config *cfg, client_cb cb, void *arg);
 
 /** Extensions advertised (enum client_ext bits); valid once ready. */

@@ -2,6 +2,9 @@
 #include "client_proto.h"
 #include "smtpd.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,10 @@
 #define TEXT_LOST "Error: upstream connection lost, try again later"
 #define TEXT_PROTOCOL "Error: upstream protocol error, try again later"
 #define TEXT_TLS "Error: TLS to the upstream server failed, try again later"
+#define TEXT_AUTH "Error: cannot authenticate to the upstream server, try again later"
+
+/* The longest credential cp_set_auth() takes (smtpd_proxy_new() checks). */
+#define AUTH_MAX 255
 
 void cp_local_reply(struct client_reply *r, int code, const char *enh, const char *text)
 {
@@ -38,6 +45,13 @@ void cp_set_tls(struct client_proto *p, enum cp_tls_want want, bool implicit)
     p->tls_active = implicit;
 }
 
+void cp_set_auth(struct client_proto *p, const char *user, const char *pass, bool plaintext)
+{
+    p->auth_user = user;
+    p->auth_pass = pass;
+    p->auth_plaintext = plaintext;
+}
+
 void cp_connected(struct client_proto *p)
 {
     if (p->st == CP_CONNECTING)
@@ -57,7 +71,24 @@ static void send_command(struct client_proto *p, const char *fmt, ...)
     if (n < 0 || (size_t)n >= sizeof(line) - 2)
         n = (int)sizeof(line) - 3;
     memcpy(line + n, "\r\n", 2);
-    p->out.command(p->out.arg, line, (size_t)n + 2);
+    p->out.command(p->out.arg, line, (size_t)n + 2, NULL);
+}
+
+/* A line that carries credentials: @p prefix, then @p secret (@p n bytes)
+ * in base64 (OpenSSL's, RFC 4648). Logs show @p shown instead; the
+ * buffers are wiped once the line is queued. */
+static void send_secret(struct client_proto *p, const char *prefix, const unsigned char *secret,
+                        size_t n, const char *shown)
+{
+    char line[16 + 4 * ((2 * AUTH_MAX + 2 + 2) / 3) + 3];
+    size_t o = strlen(prefix);
+    if (n > 2 * AUTH_MAX + 2 || o > 16)
+        return; /* cannot happen: cp_set_auth()'s callers check */
+    memcpy(line, prefix, o);
+    o += (size_t)EVP_EncodeBlock((unsigned char *)line + o, secret, (int)n);
+    memcpy(line + o, "\r\n", 2);
+    p->out.command(p->out.arg, line, o + 2, shown);
+    OPENSSL_cleanse(line, sizeof(line));
 }
 
 static void drop_data(struct client_proto *p)
@@ -127,6 +158,14 @@ const char *cp_step_name(enum cp_state st, bool lmtp)
         return "STARTTLS";
     case CP_TLS:
         return "the TLS handshake";
+    case CP_AUTH_PLAIN:
+        return "AUTH PLAIN";
+    case CP_AUTH_LOGIN:
+        return "AUTH LOGIN";
+    case CP_AUTH_USER:
+        return "AUTH LOGIN's username";
+    case CP_AUTH_PASS:
+        return "AUTH LOGIN's password";
     default:
         return "nothing (idle)";
     }
@@ -163,6 +202,11 @@ static enum cp_event die(struct client_proto *p, struct client_reply *r)
     return CP_FAILED;
 }
 
+static bool in_auth(enum cp_state st)
+{
+    return st >= CP_AUTH_PLAIN && st <= CP_AUTH_PASS;
+}
+
 /* A reply the step does not allow. Nothing the upstream said can be
  * trusted, so the connection goes and the step gets a local 4xx: 421 at
  * RCPT (the recipients accepted so far are gone with the connection), 451
@@ -173,7 +217,7 @@ static enum cp_event protocol_error(struct client_proto *p, const struct client_
     char w[120];
     snprintf(w, sizeof(w), "protocol error: %s in reply to %s", what, cp_step_name(p->st, p->lmtp));
     set_why(p, w, up);
-    if (p->st < CP_READY)
+    if (p->st < CP_READY && !in_auth(p->st))
         cp_local_reply(r, 451, "4.4.1", TEXT_UNAVAILABLE);
     else if (p->st == CP_RCPT)
         cp_local_reply(r, 421, "4.4.0", TEXT_PROTOCOL);
@@ -191,6 +235,28 @@ static enum cp_event refused_open(struct client_proto *p, const char *what,
     return die(p, r);
 }
 
+/* The SASL mechanisms after "AUTH " or the old "AUTH=" (RFC 4954 3;
+ * Outlook and old Postfix announce the latter). */
+static void parse_auth_mechs(struct client_proto *p, const char *t, size_t n)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } known[] = {{"PLAIN", AUTH_MECH_PLAIN}, {"LOGIN", AUTH_MECH_LOGIN}};
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && t[i] == ' ')
+            i++;
+        size_t len = 0;
+        while (i + len < n && t[i + len] != ' ')
+            len++;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            if (strlen(known[k].name) == len && strncasecmp(t + i, known[k].name, len) == 0)
+                p->auth_mechs |= known[k].bit;
+        i += len;
+    }
+}
+
 static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
 {
     static const struct {
@@ -204,6 +270,10 @@ static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
         {"ENHANCEDSTATUSCODES", EXT_ENHANCEDSTATUSCODES},
         {"STARTTLS", EXT_STARTTLS},
     };
+    if (n > 4 && strncasecmp(t, "AUTH", 4) == 0 && (t[4] == ' ' || t[4] == '=')) {
+        parse_auth_mechs(p, t + 5, n - 5);
+        return;
+    }
     size_t kl = 0;
     while (kl < n && t[kl] != ' ')
         kl++;
@@ -227,7 +297,101 @@ static enum cp_event tls_refused(struct client_proto *p, const char *what,
     return CP_FAILED;
 }
 
-/* EHLO or HELO was accepted: STARTTLS first if the policy wants it. */
+/* The connection is ready for MAIL: the open's reply is a 250 (the last
+ * reply, 250 to EHLO or 235 to AUTH, or our own), with @p text. */
+static enum cp_event ready(struct client_proto *p, struct client_reply *r, const char *text)
+{
+    cp_local_reply(r, 250, "", text);
+    r->local = false;
+    p->st = CP_READY;
+    return CP_REPLY;
+}
+
+/* AUTH cannot be done or was refused (p->why says why): 451 4.7.0 (RFC
+ * 3463 X.7.0, security or policy status), so the client retries later
+ * while the configuration, ours or the upstream's, is put right. */
+static enum cp_event auth_failed(struct client_proto *p, bool config_error, struct client_reply *r)
+{
+    p->config_error = config_error;
+    cp_local_reply(r, 451, "4.7.0", TEXT_AUTH);
+    p->st = CP_DEAD;
+    drop_data(p);
+    return CP_FAILED;
+}
+
+/* AUTH PLAIN's initial response (RFC 4616 2): no authorization identity,
+ * NUL, the username, NUL, the password. */
+static void send_auth_plain(struct client_proto *p)
+{
+    unsigned char msg[2 * AUTH_MAX + 2];
+    size_t ul = strnlen(p->auth_user, AUTH_MAX), pl = strnlen(p->auth_pass, AUTH_MAX);
+    msg[0] = '\0';
+    memcpy(msg + 1, p->auth_user, ul);
+    msg[1 + ul] = '\0';
+    memcpy(msg + 2 + ul, p->auth_pass, pl);
+    send_secret(p, "AUTH PLAIN ", msg, 2 + ul + pl, "AUTH PLAIN [credentials not logged]");
+    OPENSSL_cleanse(msg, sizeof(msg));
+    p->st = CP_AUTH_PLAIN;
+}
+
+/* After the last EHLO: authenticate if credentials are set, with PLAIN,
+ * else LOGIN; never without TLS unless that was allowed. */
+static enum cp_event authenticate(struct client_proto *p, struct client_reply *r)
+{
+    if (!p->auth_user)
+        return ready(p, r, "ready");
+    if (!p->tls_active && !p->auth_plaintext) {
+        size_t o = strlen(p->why);
+        snprintf(p->why + o, sizeof(p->why) - o,
+                 "%sno TLS, so no AUTH: the credentials are never "
+                 "sent in plaintext unless TLS is off by configuration",
+                 o ? "; " : "");
+        return auth_failed(p, true, r);
+    }
+    if (p->auth_mechs & AUTH_MECH_PLAIN) {
+        send_auth_plain(p);
+        return CP_MORE;
+    }
+    if (p->auth_mechs & AUTH_MECH_LOGIN) {
+        send_command(p, "AUTH LOGIN");
+        p->st = CP_AUTH_LOGIN;
+        return CP_MORE;
+    }
+    snprintf(p->why, sizeof(p->why), "the upstream does not offer AUTH PLAIN or LOGIN");
+    return auth_failed(p, true, r);
+}
+
+/* A whole reply to an AUTH step: 334 asks LOGIN's next line, 235 ends the
+ * exchange; a 4xx/5xx refuses it. A 334 where no line is due, a 235 before
+ * the password, or anything else is out of protocol. */
+static enum cp_event on_auth_reply(struct client_proto *p, struct client_reply *r)
+{
+    int cls = r->code / 100;
+    bool done_step = p->st == CP_AUTH_PLAIN || p->st == CP_AUTH_PASS;
+    if (cls == 4 || cls == 5) {
+        set_why(p, cls == 5 ? "AUTH refused" : "AUTH failed for now", r);
+        return auth_failed(p, cls == 5, r);
+    }
+    if (done_step && r->code == 235)
+        return ready(p, r, "ready (authenticated)");
+    if (done_step || r->code != 334)
+        return protocol_error(
+            p, r,
+            r->code == 334 ? "334 (no SASL challenge is due)" : "a reply other than 235 or 334", r);
+    if (p->st == CP_AUTH_LOGIN) {
+        send_secret(p, "", (const unsigned char *)p->auth_user, strnlen(p->auth_user, AUTH_MAX),
+                    "[AUTH LOGIN username not logged]");
+        p->st = CP_AUTH_USER;
+    } else {
+        send_secret(p, "", (const unsigned char *)p->auth_pass, strnlen(p->auth_pass, AUTH_MAX),
+                    "[AUTH LOGIN password not logged]");
+        p->st = CP_AUTH_PASS;
+    }
+    return CP_MORE;
+}
+
+/* EHLO or HELO was accepted: STARTTLS first if the policy wants it, then
+ * AUTH if configured. */
 static enum cp_event greeted(struct client_proto *p, struct client_reply *r)
 {
     if (!p->tls_active && p->tls_want != CP_TLS_NO) {
@@ -240,8 +404,7 @@ static enum cp_event greeted(struct client_proto *p, struct client_reply *r)
             return tls_refused(p, "TLS required, but the upstream does not offer STARTTLS", NULL,
                                r);
     }
-    p->st = CP_READY;
-    return CP_REPLY;
+    return authenticate(p, r);
 }
 
 /* A whole reply @p r arrived in state p->st (RFC 5321 4.3.2 says which
@@ -253,7 +416,7 @@ static enum cp_event on_reply(struct client_proto *p, bool drained, struct clien
     case CP_GREETING:
         if (r->code != 220)
             return refused_open(p, "greeting refused", r, r);
-        p->ext = 0;
+        p->ext = p->auth_mechs = 0;
         send_command(p, "%s %s", p->lmtp ? "LHLO" : "EHLO", p->helo_name);
         p->st = CP_EHLO;
         return CP_MORE;
@@ -262,7 +425,7 @@ static enum cp_event on_reply(struct client_proto *p, bool drained, struct clien
             return greeted(p, r);
         if (p->lmtp || cls != 5)
             return refused_open(p, p->lmtp ? "LHLO refused" : "EHLO refused", r, r);
-        p->ext = 0;
+        p->ext = p->auth_mechs = 0;
         send_command(p, "HELO %s", p->helo_name);
         p->st = CP_HELO;
         return CP_MORE;
@@ -279,12 +442,14 @@ static enum cp_event on_reply(struct client_proto *p, bool drained, struct clien
             return tls_refused(p, "STARTTLS refused", r, r);
         /* "may": plaintext, as the EHLO before left it (the log says so). */
         set_why(p, "STARTTLS refused, going on without TLS", r);
-        cp_local_reply(r, 250, "", "ready without TLS");
-        r->local = false;
-        p->st = CP_READY;
-        return CP_REPLY;
+        return authenticate(p, r);
     case CP_TLS:
         return CP_MORE;
+    case CP_AUTH_PLAIN:
+    case CP_AUTH_LOGIN:
+    case CP_AUTH_USER:
+    case CP_AUTH_PASS:
+        return on_auth_reply(p, r);
     case CP_MAIL:
     case CP_RCPT:
     case CP_RSET:
@@ -393,7 +558,7 @@ void cp_tls_done(struct client_proto *p)
     if (p->st != CP_TLS)
         return;
     p->tls_active = true;
-    p->ext = 0; /* what it offers in TLS may differ (RFC 3207 4.2) */
+    p->ext = p->auth_mechs = 0; /* what it offers in TLS may differ (RFC 3207 4.2) */
     send_command(p, "%s %s", p->lmtp ? "LHLO" : "EHLO", p->helo_name);
     p->st = CP_EHLO;
 }

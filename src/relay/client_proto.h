@@ -9,6 +9,14 @@
  * a 2xx to the final dot before the data was sent) is an upstream protocol
  * error: the connection is unusable, and the step gets a local 4xx, never
  * the upstream's code.
+ *
+ * SMTP AUTH (RFC 4954) as a SASL client, when credentials are set: after
+ * the last EHLO, PLAIN with its initial response (RFC 4616), or LOGIN's
+ * username/password exchange when only LOGIN is offered. The connection is
+ * ready only once the upstream said 235. Credentials go only over TLS
+ * unless plaintext was allowed; a refusal, no mechanism we know, or no TLS
+ * is a local 451 4.7.0 (our configuration, or the upstream's, must change;
+ * the client retries later).
  */
 #ifndef SMTPD_CLIENT_PROTO_H
 #define SMTPD_CLIENT_PROTO_H
@@ -26,6 +34,12 @@ enum client_ext {
     EXT_PIPELINING = 8,
     EXT_ENHANCEDSTATUSCODES = 16,
     EXT_STARTTLS = 32,
+};
+
+/** SASL mechanisms the upstream advertised (the EHLO's AUTH keyword). */
+enum client_auth_mech {
+    AUTH_MECH_PLAIN = 1,
+    AUTH_MECH_LOGIN = 2,
 };
 
 /** What the machine does about STARTTLS (RFC 3207) after EHLO. */
@@ -51,9 +65,13 @@ enum cp_state {
     CP_GREETING,
     CP_EHLO, /* or LHLO */
     CP_HELO,
-    CP_STARTTLS, /* STARTTLS sent, waiting for 220 */
-    CP_TLS,      /* the handshake is the caller's (CP_START_TLS) */
-    CP_READY,    /* connected, no command in flight */
+    CP_STARTTLS,   /* STARTTLS sent, waiting for 220 */
+    CP_TLS,        /* the handshake is the caller's (CP_START_TLS) */
+    CP_AUTH_PLAIN, /* AUTH PLAIN with the initial response sent, waiting for 235 */
+    CP_AUTH_LOGIN, /* AUTH LOGIN sent, waiting for 334 (the username prompt) */
+    CP_AUTH_USER,  /* LOGIN: the username sent, waiting for 334 */
+    CP_AUTH_PASS,  /* LOGIN: the password sent, waiting for 235 */
+    CP_READY,      /* connected, no command in flight */
     CP_MAIL,
     CP_RCPT,
     CP_DATA_CMD, /* DATA sent, waiting for 354 */
@@ -64,8 +82,9 @@ enum cp_state {
 
 /** What the machine writes; both calls queue bytes for the upstream. */
 struct cp_out {
-    /** One command line, without CRLF (the callee adds it). */
-    void (*command)(void *arg, const char *line, size_t len);
+    /** One command line, CRLF included. @p shown: what a log may show
+     *  instead of the line, which carries credentials; NULL: the line. */
+    void (*command)(void *arg, const char *line, size_t len, const char *shown);
     /** Message data, already dot-stuffed, final dot included. */
     void (*data)(void *arg, const char *buf, size_t len);
     void *arg;
@@ -77,6 +96,7 @@ struct client_proto {
     const char *helo_name; /* borrowed: outlives the machine */
     struct cp_out out;
     unsigned ext;
+    unsigned auth_mechs; /* enum client_auth_mech bits of the last EHLO */
     /* The reply being read. */
     bool in_reply;
     struct client_reply cur;
@@ -84,11 +104,18 @@ struct client_proto {
     char *data;
     size_t data_len;
     enum cp_tls_want tls_want;
-    bool tls_active;    /* the connection is TLS (after STARTTLS, or implicit) */
+    bool tls_active; /* the connection is TLS (after STARTTLS, or implicit) */
+    /* SMTP AUTH credentials (borrowed; NULL: no AUTH), and whether they
+     * may go without TLS. */
+    const char *auth_user, *auth_pass;
+    bool auth_plaintext;
     unsigned rcpts_ok;  /* accepted RCPTs in this transaction (LMTP) */
     unsigned lmtp_left; /* LMTP replies still due after the final dot */
     /* Why the machine died, for the log; peer text escaped. */
     char why[400];
+    /* The failure is one of configuration (credentials refused, no
+     * mechanism, no TLS for them): worth an error, not a warning. */
+    bool config_error;
 };
 
 /** What a line (or a lost connection) means for the caller. */
@@ -107,6 +134,11 @@ void cp_init(struct client_proto *p, bool lmtp, const char *helo_name, struct cp
 /** Before connecting: what to do about STARTTLS; @p implicit: the
  *  connection is TLS from the start (RFC 8314), so STARTTLS is not used. */
 void cp_set_tls(struct client_proto *p, enum cp_tls_want want, bool implicit);
+
+/** Before connecting: authenticate as @p user with @p pass (borrowed; they
+ *  outlive the machine; NULL: no AUTH), over TLS only unless
+ *  @p plaintext. */
+void cp_set_auth(struct client_proto *p, const char *user, const char *pass, bool plaintext);
 
 /** The TCP connection is up (for implicit TLS, the handshake is done):
  *  wait for the greeting. */

@@ -70,6 +70,10 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
         .tls = cfg->tls,
         .tls_ctx = cfg->tls_ctx,
         .smtps = cfg->smtps,
+        .auth_username = cfg->auth_username,
+        .auth_password = cfg->auth_password,
+        /* Credentials go without TLS only when TLS is off on purpose. */
+        .auth_plaintext = cfg->tls == SMTPD_RELAY_TLS_NONE,
         .log = cfg->log,
         .log_arg = cfg->log_arg,
         .log_level = cfg->log_level,
@@ -77,6 +81,7 @@ struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err 
     u->ccfg_plain = u->ccfg;
     u->ccfg_plain.tls = SMTPD_RELAY_TLS_NONE;
     u->ccfg_plain.tls_ctx = NULL;
+    u->ccfg_plain.auth_plaintext = false; /* "may" lost its TLS: no AUTH on it */
     return u;
 }
 
@@ -110,7 +115,10 @@ static void pool_lost(void *arg, const struct client_reply *r)
     free(p);
 }
 
-/* Keep an idle, ready connection for the next transaction, or close it. */
+/* Keep an idle, ready connection for the next transaction, or close it.
+ * A connection that authenticated stays so across RSET and the next MAIL
+ * (RFC 4954 4: AUTH holds for the session); an upstream has one set of
+ * credentials, so whoever takes it from the pool wants that identity. */
 static void pool_put(struct upstream *u, struct smtp_client *c)
 {
     struct pooled *p = NULL;

@@ -25,6 +25,10 @@ struct upstream_config {
     enum smtpd_relay_tls tls;
     SSL_CTX *tls_ctx;
     bool smtps;
+    /* SMTP AUTH credentials (borrowed: they outlive the upstream; NULL: no
+     * AUTH). Every connection, pooled or new, authenticates with these. */
+    const char *auth_username;
+    const char *auth_password;
     smtpd_log_fn log;
     void *log_arg;
     enum smtpd_log_level log_level;
@@ -32,7 +36,8 @@ struct upstream_config {
 
 struct upstream;
 
-/** NULL with *err SMTPD_ERR_ADDRESS or SMTPD_ERR_NOMEM. Strings are copied. */
+/** NULL with *err SMTPD_ERR_ADDRESS or SMTPD_ERR_NOMEM. hostport is copied;
+ *  the other strings are borrowed. */
 struct upstream *upstream_new(const struct upstream_config *cfg, enum smtpd_err *err);
 /** "host:port" as configured. */
 const char *upstream_name(const struct upstream *u);

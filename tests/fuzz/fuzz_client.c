@@ -4,10 +4,12 @@
  * upstream would send them: any code, multi-line replies with changing
  * codes, lines that are not replies, 3xx anywhere, premature replies before
  * the data is out, closes at any point, and the relay's commands (MAIL,
- * RCPT, DATA, RSET, QUIT) in between, SMTP or LMTP.
+ * RCPT, DATA, RSET, QUIT) in between, SMTP or LMTP, with or without SMTP
+ * AUTH credentials.
  *
  * Input: byte 0: bit 0 LMTP, bits 1-2 TLS (STARTTLS never, may, must; or
- * implicit TLS). Then operations, one byte each (low 3 bits
+ * implicit TLS), bit 3 AUTH credentials set, bit 4 they may go without
+ * TLS. Then operations, one byte each (low 3 bits
  * choose, the rest is a parameter), some followed by more bytes:
  *   0 connected        1 a command, if the machine is ready (param: which)
  *   2 a reply line from a template: [code index][flags], flags bit 0 '-'
@@ -31,6 +33,11 @@
  * - LMTP: one reply per accepted recipient after the dot, the last marked;
  * - TLS required: the open succeeds only over TLS, never in plaintext; a
  *   TLS failure is a local 451 4.7.5; STARTTLS comes only when wanted;
+ * - AUTH: sent only with credentials, once per connection, over TLS unless
+ *   plaintext is allowed; LOGIN's two lines only after AUTH LOGIN; every
+ *   line with credentials is shown to the log as a placeholder, and no
+ *   other line carries them; with credentials the open succeeds only
+ *   after AUTH was answered 235;
  * - a dead machine reads nothing and writes nothing; cp_ready() only when
  *   connected and idle;
  * - commands are single CRLF-terminated lines; data is dot-stuffed after
@@ -41,6 +48,7 @@
 #include "client_proto.h"
 #include "fuzz.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -63,15 +71,59 @@ struct harness {
     int n_outputs;         /* commands written since the last event */
     enum cp_tls_want tls;  /* the policy */
     bool implicit_tls;
+    bool creds;          /* AUTH credentials are set */
+    bool auth_plaintext; /* and may go without TLS */
+    int auth_lines;      /* AUTH command lines written */
+    int login_lines;     /* LOGIN's username and password lines written */
+    bool auth_login;     /* the AUTH line was AUTH LOGIN */
+    int last_code;       /* code of the last reply line that ended a reply */
 };
 
-static void out_command(void *arg, const char *line, size_t len)
+#define USER "fuzz@example.org"
+#define PASS "pass word:1"
+/* base64 of "\0" USER "\0" PASS, of USER and of PASS */
+static const char *const secrets[] = {"AGZ1enpAZXhhbXBsZS5vcmcAcGFzcyB3b3JkOjE=",
+                                      "ZnV6ekBleGFtcGxlLm9yZw==", "cGFzcyB3b3JkOjE=", PASS};
+
+static bool has(const char *line, size_t len, const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(line + i, s, n) == 0)
+            return true;
+    return false;
+}
+
+/* AUTH lines and LOGIN's: when, how often, and what the log sees. */
+static void check_auth_line(struct harness *h, const char *line, size_t len, const char *shown)
+{
+    bool auth = len >= 5 && memcmp(line, "AUTH ", 5) == 0;
+    bool secret = false;
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        secret |= has(line, len, secrets[i]);
+        if (shown)
+            FUZZ_CHECK(!has(shown, strlen(shown), secrets[i]));
+    }
+    if (auth) {
+        FUZZ_CHECK(h->creds && h->auth_lines == 0);
+        FUZZ_CHECK(h->p.tls_active || h->auth_plaintext);
+        h->auth_lines++;
+        h->auth_login = len == 12 && memcmp(line, "AUTH LOGIN", 10) == 0;
+        FUZZ_CHECK(h->auth_login ? !shown : shown && secret);
+    } else if (secret) {
+        FUZZ_CHECK(h->auth_login && shown && ++h->login_lines <= 2);
+    }
+    FUZZ_CHECK(!secret || shown);
+}
+
+static void out_command(void *arg, const char *line, size_t len, const char *shown)
 {
     struct harness *h = arg;
     FUZZ_CHECK(!h->dead);
     FUZZ_CHECK(len >= 3 && line[len - 2] == '\r' && line[len - 1] == '\n');
     FUZZ_CHECK(memchr(line, '\n', len - 1) == NULL);
     FUZZ_CHECK(memchr(line, '\r', len - 2) == NULL);
+    check_auth_line(h, line, len, shown);
     if (len == 10 && memcmp(line, "STARTTLS", 8) == 0)
         FUZZ_CHECK(h->tls != CP_TLS_NO && !h->p.tls_active);
     h->unflushed = true;
@@ -137,6 +189,13 @@ static void event(struct harness *h, enum cp_event ev, const struct client_reply
         /* Never plaintext where TLS is required. */
         if (h->tls == CP_TLS_MUST)
             FUZZ_CHECK(h->p.tls_active);
+        /* Authenticated, and over TLS unless plaintext was allowed. */
+        if (h->creds)
+            FUZZ_CHECK(h->auth_lines == 1 && h->last_code == 235 &&
+                       (h->p.tls_active || h->auth_plaintext) &&
+                       h->login_lines == (h->auth_login ? 2 : 0));
+        else
+            FUZZ_CHECK(h->auth_lines == 0);
         break;
     case W_RCPT:
         FUZZ_CHECK(r->last);
@@ -177,12 +236,25 @@ static void event(struct harness *h, enum cp_event ev, const struct client_reply
     }
 }
 
-static const int codes[] = {220, 250, 251, 252, 221, 354, 334, 421, 450, 451,
-                            452, 500, 501, 503, 550, 552, 554, 555, 200, 599};
+static const int codes[] = {220, 250, 251, 252, 221, 354, 334, 421, 450, 451, 452, 500,
+                            501, 503, 550, 552, 554, 555, 200, 599, 235, 535, 454};
 
-static const char *const keywords[] = {
-    "SIZE 1000",  "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES",
-    "AUTH PLAIN", "size",     "",         "STARTTLS",   "starttls x"};
+static const char *const keywords[] = {"SIZE 1000",
+                                       "8BITMIME",
+                                       "SMTPUTF8",
+                                       "PIPELINING",
+                                       "ENHANCEDSTATUSCODES",
+                                       "AUTH PLAIN",
+                                       "size",
+                                       "",
+                                       "STARTTLS",
+                                       "starttls x",
+                                       "AUTH LOGIN",
+                                       "AUTH=LOGIN PLAIN",
+                                       "auth cram-md5 login",
+                                       "AUTH",
+                                       "AUTH=",
+                                       "AUTHPLAIN"};
 
 static void template_line(struct fuzz_in *in, char *line, size_t *len, int code_idx)
 {
@@ -275,6 +347,9 @@ static void feed(struct harness *h, const char *line, size_t len, struct fuzz_in
     memset(&r, 0x5a, sizeof(r));
     enum cp_state before = h->p.st;
     h->n_outputs = 0;
+    if (len >= 3 && (len == 3 || line[3] == ' ') && isdigit((unsigned char)line[0]) &&
+        isdigit((unsigned char)line[1]) && isdigit((unsigned char)line[2]))
+        h->last_code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     enum cp_event ev = cp_line(&h->p, line, len, !h->unflushed, &r);
     if (before == CP_CONNECTING || before == CP_DEAD) {
         FUZZ_CHECK(ev == CP_MORE && h->n_outputs == 0 && h->p.st == before);
@@ -302,6 +377,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.tls = h.implicit_tls ? CP_TLS_NO : wants[(first >> 1) & 3];
     cp_init(&h.p, h.lmtp, "relay.example", (struct cp_out){out_command, out_data, &h});
     cp_set_tls(&h.p, wants[(first >> 1) & 3], h.implicit_tls);
+    h.creds = first & 8;
+    h.auth_plaintext = first & 16;
+    if (h.creds)
+        cp_set_auth(&h.p, USER, PASS, h.auth_plaintext);
     h.w = W_OPEN;
     while (in.n > 0) {
         uint8_t op = fuzz_byte(&in);

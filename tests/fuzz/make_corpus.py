@@ -183,8 +183,11 @@ write("channel", "bare-lf-commands", chan(data=b"EHLO c\nMAIL FROM:<a@b>\nRCPT T
 write("channel", "long-hostname", chan(flags=0x10, data=b"EHLO c\r\nHELP\r\nQUIT\r\n"))
 
 # ---- client: byte 0 LMTP, then operations (see fuzz_client.c) ----
-CODES = [220, 250, 251, 252, 221, 354, 334, 421, 450, 451,
-         452, 500, 501, 503, 550, 552, 554, 555, 200, 599]
+CODES = [220, 250, 251, 252, 221, 354, 334, 421, 450, 451, 452,
+         500, 501, 503, 550, 552, 554, 555, 200, 599, 235, 535, 454]
+# Indexes into fuzz_client.c's EHLO keywords.
+KW_STARTTLS, KW_AUTH_LOGIN, KW_AUTH_EQ = 8, 10, 11
+KW_AUTH_PLAIN = 5
 
 
 def reply(code, more=False, enh=False, kw=None):
@@ -219,6 +222,23 @@ write("client", "lmtp-two-rcpts", b"\x01" + OPEN + MAIL + reply(250) + RCPT + re
       reply(250))
 write("client", "ehlo-fallback-helo", b"\x00" + CONNECTED + reply(220) + reply(500) + reply(250) +
       MAIL + reply(421) + LOST)
+# SMTP AUTH (byte 0: 0x08 credentials, 0x10 allowed without TLS, 0x04 TLS must).
+AUTH_OPEN = CONNECTED + reply(220) + reply(250, more=True)
+write("client", "auth-plain", b"\x18" + AUTH_OPEN + reply(250, kw=KW_AUTH_PLAIN) + reply(235) +
+      MAIL + reply(250) + RCPT + reply(250) + RSET + reply(250) + MAIL + reply(250))
+write("client", "auth-login-after-starttls", b"\x0c" + AUTH_OPEN + reply(250, kw=KW_STARTTLS) +
+      reply(220) + b"\x00" + reply(250, more=True) + reply(250, kw=KW_AUTH_LOGIN) + reply(334) +
+      reply(334) + reply(235) + MAIL + reply(250))
+write("client", "auth-equals-form", b"\x18" + AUTH_OPEN + reply(250, kw=KW_AUTH_EQ) + reply(334) +
+      reply(334) + reply(235) + MAIL)
+write("client", "auth-refused", b"\x18" + AUTH_OPEN + reply(250, kw=KW_AUTH_PLAIN) + reply(535))
+write("client", "auth-temporary", b"\x18" + AUTH_OPEN + reply(250, kw=KW_AUTH_LOGIN) + reply(334) +
+      reply(454))
+write("client", "auth-334-to-plain", b"\x18" + AUTH_OPEN + reply(250, kw=KW_AUTH_PLAIN) + reply(334))
+write("client", "auth-no-mechanism", b"\x18" + AUTH_OPEN + reply(250, kw=0))
+write("client", "auth-may-without-tls", b"\x0a" + AUTH_OPEN + reply(250, kw=KW_AUTH_PLAIN))
+write("client", "auth-may-starttls-refused", b"\x0a" + AUTH_OPEN + reply(250, kw=KW_STARTTLS) +
+      reply(454))
 write("client", "raw-lines", b"\x00" + CONNECTED + b"\x03\x07220 ok \r" + b"\x03\x03xyz" +
       b"\x03\x04250-" + b"\x03\x04251 ")
 
