@@ -39,14 +39,16 @@ void accounts_free(struct accounts *a)
     free(a);
 }
 
-/* Whether libcrypt knows @p hash's method: a hash it cannot use would
- * refuse everyone, silently. */
+/* Whether @p hash is a whole hash of a method libcrypt knows: one it
+ * cannot use would refuse its user, silently. A password in clear or a
+ * cut hash is taken by crypt(3) as a setting (a DES salt, a salt without
+ * its hash): its result then has another length. */
 static bool hash_usable(const char *hash)
 {
     struct crypt_data cd;
     memset(&cd, 0, sizeof(cd));
     const char *r = crypt_rn("", hash, &cd, sizeof(cd));
-    return r && r[0] != '*';
+    return r && r[0] != '*' && strlen(r) == strlen(hash);
 }
 
 /* One "user:hash" line (its newline gone) into @p a; false: malformed. */
