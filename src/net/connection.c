@@ -115,14 +115,13 @@ static void delay_over(evutil_socket_t fd, short what, void *arg)
     flush_out(c);
 }
 
-static void tr_delay(void *io, unsigned ms)
+static bool tr_delay(void *io, unsigned ms)
 {
     struct conn *c = io;
     if (!c->delay_ev)
         c->delay_ev = evtimer_new(bufferevent_get_base(c->bev), delay_over, c);
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    if (!c->delay_ev || evtimer_add(c->delay_ev, &tv) != 0)
-        channel_delay_done(c->chan); /* no timer: answer now rather than never */
+    return c->delay_ev && evtimer_add(c->delay_ev, &tv) == 0;
 }
 
 static const struct chan_transport transport = {tr_write,      tr_close,     tr_resume,

@@ -11,8 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/** Longest line limit a reader can enforce, in octets without CRLF. */
-#define LINE_LIMIT_MAX 1000
+/** Longest line limit a reader can enforce, in octets without CRLF: room
+ *  for the longest AUTH line (AUTH_LINE_MAX, session/auth.h). */
+#define LINE_LIMIT_MAX 1040
 
 struct line_reader {
     size_t len;    /* bytes of a partial line held in buf */

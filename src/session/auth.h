@@ -13,6 +13,11 @@
 /* RFC 4616 2: each field of a PLAIN response is at most 255 octets. */
 #define AUTH_FIELD_MAX 255
 
+/* RFC 4954 4 lets an AUTH line outgrow RFC 5321's 512 octets. Ours: a
+ * PLAIN response of three whole fields (767 octets, 1024 in base64) after
+ * "AUTH PLAIN ", or alone as the answer to a 334. */
+#define AUTH_LINE_MAX (11 + 1024)
+
 /* Where a session's SASL exchange is; the channel keeps one per session. */
 struct auth_exchange {
     enum { AUTH_IDLE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS } step;

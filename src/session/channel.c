@@ -1112,7 +1112,12 @@ static void auth_answered(struct smtpd_session *s, int code, const char *ans, si
     memcpy(s->held, ans, n);
     s->held_len = n;
     s->step = STEP_DELAY;
-    s->tr->delay(s->io, ms);
+    if (!s->tr->delay(s->io, ms)) {
+        s->step = STEP_NONE;
+        free(s->held);
+        s->held = NULL;
+        send_raw(s, ans, n);
+    }
 }
 
 static void finish_step(struct smtpd_session *s)
@@ -1360,25 +1365,59 @@ static bool allowed_before_tls(enum cmd_verb v, const char *line, size_t len)
            verb_is("STARTTLS", line, cmd_verb_len(line, len));
 }
 
-/* Log a command line (-d), but never what may carry a password: a line
- * answering a 3xx (a SASL response, RFC 4954 4) or AUTH's initial response. */
+static bool sasl_name_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* One word of base64, 8 characters or more, that names no command: what a
+ * client that did not wait for AUTH's refusal sends next. */
+static bool stray_response(const struct smtpd_session *s, const char *line, size_t len)
+{
+    if (len < 8)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!sasl_name_char(line[i]) && line[i] != '+' && line[i] != '/' && line[i] != '=')
+            return false;
+    const char *arg;
+    size_t arg_len;
+    return cmd_split(line, len, &arg, &arg_len) == CMD_UNKNOWN && !find_extension(s, line, len);
+}
+
+/* How much of a command line the log may show, since none may carry a
+ * password there: nothing of a line answering a 3xx (a SASL response, RFC
+ * 4954 4) or of a stray one; the verb and mechanism of an AUTH line; all of
+ * any other. */
+static size_t loggable(const struct smtpd_session *s, const char *line, size_t len)
+{
+    if (s->cont || stray_response(s, line, len))
+        return 0;
+    if (len < 4 || strncasecmp(line, "AUTH", 4) != 0 ||
+        (len > 4 && line[4] != ' ' && line[4] != '\t'))
+        return len;
+    size_t i = 4;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    while (i < len && sasl_name_char(line[i]))
+        i++;
+    return i;
+}
+
+/* Log a command line (-d), as much of it as loggable() allows. */
 static void log_command(const struct smtpd_session *s, const char *line, size_t len)
 {
     if (!debug_on(s))
         return;
-    size_t vlen = cmd_verb_len(line, len);
-    const char *mech = line + vlen;
-    while (mech < line + len && *mech == ' ')
-        mech++;
-    const char *sp = memchr(mech, ' ', (size_t)(line + len - mech));
-    if (s->cont) {
-        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< [a response of %zu octets, not logged]", len);
-    } else if (verb_is("AUTH", line, vlen) && sp) {
-        char esc[200];
-        smtpd_escape(esc, sizeof(esc), line, (size_t)(sp - line));
-        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< %s [initial response not logged]", esc);
-    } else {
+    size_t n = loggable(s, line, len);
+    if (n == len) {
         log_wire(s, "<", line, len);
+    } else if (n == 0) {
+        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< [a response of %zu octets, not logged]", len);
+    } else {
+        char esc[200];
+        smtpd_escape(esc, sizeof(esc), line, n);
+        smtpd_session_log(s, SMTPD_LOG_DEBUG, "< %s [initial response not logged]", esc);
     }
 }
 
@@ -1430,7 +1469,9 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
     size_t arg_len;
     enum cmd_verb v = cmd_split(line, len, &arg, &arg_len);
     size_t limit = COMMAND_LINE_LIMIT;
-    if (v == CMD_MAIL && s->extended)
+    if (verb_is("AUTH", line, cmd_verb_len(line, len)) && s->params->handler.on_auth)
+        limit = AUTH_LINE_MAX;
+    else if (v == CMD_MAIL && s->extended)
         limit += (cfg->data_size_limit ? SIZE_PARAM_EXTRA : 0) +
                  (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
     if (len > limit) {
@@ -1461,9 +1502,15 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
     run_builtin(s, v, arg, arg_len);
 }
 
+_Static_assert(AUTH_LINE_MAX <= LINE_LIMIT_MAX, "the line reader holds an AUTH line");
+
+/* What the line reader takes: the longest line of any command (each
+ * command's own limit is checked in command_line). */
 static size_t line_limit(const struct smtpd_session *s)
 {
     const struct smtpd_config *cfg = &s->params->cfg;
+    if (s->params->handler.on_auth)
+        return AUTH_LINE_MAX;
     return COMMAND_LINE_LIMIT + SIZE_PARAM_EXTRA +
            (cfg->enable_smtputf8 ? SMTPUTF8_PARAM_EXTRA : 0);
 }

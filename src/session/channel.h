@@ -41,9 +41,9 @@ struct chan_transport {
     void (*start_tls)(void *io);
     /** A failed AUTH is answered late (smtpd_config.auth_failure_delay):
      *  call channel_delay_done() in @p ms milliseconds, from the event loop.
-     *  Until then channel_feed() takes nothing. NULL: no delays, the answer
-     *  goes out at once. */
-    void (*delay)(void *io, unsigned ms);
+     *  Until then channel_feed() takes nothing. @return false when no timer
+     *  can be had: the answer goes out at once. NULL: no delays. */
+    bool (*delay)(void *io, unsigned ms);
 };
 
 /** Settings shared by all channels of a server; immutable while they run. */

@@ -19,6 +19,15 @@
  *       1, 64, 600) unsent reply bytes on: the channel must then stop after
  *       a command and take the rest once the replies are read
  *   [3..5] seed of the decisions (handler answers, chunk sizes, events)
+ * Seed bits 23..16 (the first seed byte): the extension table and hooks,
+ * STARTTLS offered, --require-tls, implicit TLS, then AUTH (auth_ext and an
+ * on_auth), auth_insecure, auth_required, and auth_failure_delay 0 (else
+ * the default). on_auth answers from the input: 235, 535 or another refusal,
+ * a code it may not give (250, 334...: SMTPD_ERR_REPLY) then maybe a real
+ * one, silence (535), or SMTPD_PENDING and later. A failed AUTH's answer is
+ * held: the transport's delay hook is answered with channel_delay_done() at
+ * a later point chosen by the input (also after a close, as a timer that
+ * fires late would).
  * The input is fed in chunks as connection.c does: bytes the channel does
  * not take stay buffered and are fed again after the next answer. At the end
  * any owed answer is given, the rest fed, and the channel freed (LeakSanitizer
@@ -33,9 +42,21 @@
  * within the size limit (valid UTF-8 with decode_data, no bare CR or LF
  * unless they are accepted), and its pointers stay readable until the late
  * answer; log lines are escaped; on_close comes once.
+ * AUTH: on_auth only where AUTH is offered (TLS or auth_insecure), after
+ * EHLO, outside a transaction and before any success, with PLAIN or LOGIN,
+ * an identity and a password of 1-255 bytes (the identity without control
+ * characters); 235 authenticates as that identity (the session's and the
+ * next messages' auth_identity), until STARTTLS forgets it; with
+ * auth_required no MAIL, RCPT, DATA or message before; the delay is asked
+ * for once per refusal, never with auth_failure_delay 0, with 1x, 2x, 4x,
+ * 4x... the configured one, nothing is written or read meanwhile and the
+ * held answer follows channel_delay_done(); and no log line holds a
+ * password given to on_auth (nor its base64, see check_secrets), whenever
+ * the client did not also send it in the clear elsewhere.
  *
  * FUZZ_TRACE=1 in the environment prints the dialogue of an input.
  */
+#include "auth.h"
 #include "channel.h"
 #include "command.h"
 #include "fuzz.h"
@@ -47,7 +68,15 @@
 
 #define PEER "192.0.2.7"
 
-enum step { K_NONE, K_CONNECT, K_HELO, K_MAIL, K_RCPT, K_DATA_CMD, K_DATA, K_EXT };
+enum step { K_NONE, K_CONNECT, K_HELO, K_MAIL, K_RCPT, K_DATA_CMD, K_DATA, K_EXT, K_AUTH };
+
+/* What on_auth got, kept to look for in the log afterwards. */
+#define MAX_SECRETS 16
+struct secret {
+    char pw[256];
+    char id[256];
+    bool plain;
+};
 
 /* The extension commands of the table (with_ext): which, by index. */
 enum ext { X_STATE, X_TXN, X_OUT, X_VRFY, X_MAIL, X_DATA, X_COUNT };
@@ -79,7 +108,53 @@ struct harness {
     enum ext cont;
     /* STARTTLS was answered: the "handshake" (see pump) comes next. */
     bool tls_wait;
+    bool tls_offered; /* starttls_ext is in the params */
+    /* AUTH: offered at all, the identity on_auth is being asked about, the
+     * one the session authenticated as (h->authed), refusals so far, and
+     * a failed AUTH's answer held for the delay. */
+    bool with_auth;
+    char asked_id[256];
+    bool authed;
+    char authed_id[256];
+    unsigned auth_refusals;
+    bool delayed;
+    unsigned delay_ms;
+    /* For check_secrets: every password on_auth got, all log lines and
+     * all server bytes. */
+    struct secret secrets[MAX_SECRETS];
+    size_t n_secrets;
+    char *log_all, *out_all;
+    size_t log_len, out_len;
 };
+
+/* Append @p n bytes to a growing buffer (NUL-terminated, at most 4 MiB). */
+static void grow_add(char **buf, size_t *len, const char *p, size_t n)
+{
+    if (*len + n > (4u << 20))
+        return;
+    char *nb = realloc(*buf, *len + n + 1);
+    FUZZ_CHECK(nb != NULL);
+    memcpy(nb + *len, p, n);
+    *len += n;
+    nb[*len] = '\0';
+    *buf = nb;
+}
+
+/* Whether @p needle (@p nn bytes) occurs in @p hay (@p hn bytes), counted
+ * up to 2. A plain loop, not memmem: libFuzzer's interceptors would steer
+ * inputs toward a match. */
+static int occurrences(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    int found = 0;
+    for (size_t i = 0; nn && i + nn <= hn && found < 2; i++) {
+        size_t k = 0;
+        while (k < nn && hay[i + k] == needle[k])
+            k++;
+        if (k == nn)
+            found++;
+    }
+    return found;
+}
 
 /* ---- trace: FUZZ_TRACE=1 ./fuzz_channel reproducer prints the dialogue ---- */
 
@@ -108,8 +183,8 @@ static void trace_bytes(const char *dir, const char *p, size_t n)
     trace("%s %s", dir, esc);
 }
 
-static const char *const step_names[] = {"-",    "connect", "helo",    "mail",
-                                         "rcpt", "data",    "message", "extension"};
+static const char *const step_names[] = {"-",    "connect", "helo",      "mail", "rcpt",
+                                         "data", "message", "extension", "auth"};
 
 /* ---- transport ---- */
 
@@ -145,7 +220,11 @@ static void tr_write(void *io, const char *buf, size_t len)
     FUZZ_CHECK(!h->closed); /* the channel is inert after close */
     FUZZ_CHECK(!h->lost);
     FUZZ_CHECK(!h->said_backlogged);
+    /* A held answer waits for channel_delay_done; only a 421 that closes
+     * the session (shutdown, timeout) may go out meanwhile. */
+    FUZZ_CHECK(!h->delayed || memcmp(buf, "421", 3) == 0);
     FUZZ_CHECK(len >= 6 && len <= REPLY_LINE_MAX * 66);
+    grow_add(&h->out_all, &h->out_len, buf, len);
     /* One whole reply: lines "ddd-..." and a last "ddd ...", each with CRLF. */
     size_t i = 0;
     const char *first = buf;
@@ -210,9 +289,25 @@ static void tr_start_tls(void *io)
     struct harness *h = io;
     trace("-- transport start_tls");
     FUZZ_CHECK(h->in_feed);
-    FUZZ_CHECK(h->params->n_exts == 1);
+    FUZZ_CHECK(h->tls_offered);
     FUZZ_CHECK(!h->tls_wait && !h->closed);
     h->tls_wait = true;
+}
+
+/* A refusal of AUTH is answered after the failure delay. */
+static bool tr_delay(void *io, unsigned ms)
+{
+    struct harness *h = io;
+    trace("-- transport delay %u ms", ms);
+    const struct smtpd_config *cfg = &h->params->cfg;
+    FUZZ_CHECK(h->with_auth && cfg->auth_failure_delay > 0);
+    FUZZ_CHECK(!h->delayed && !h->closed && !h->lost);
+    FUZZ_CHECK(h->auth_refusals > 0);
+    unsigned shift = h->auth_refusals < 3 ? h->auth_refusals - 1 : 2;
+    FUZZ_CHECK(ms == cfg->auth_failure_delay << shift);
+    h->delayed = true;
+    h->delay_ms = ms;
+    return true;
 }
 
 static const struct chan_transport transport = {
@@ -221,6 +316,7 @@ static const struct chan_transport transport = {
     .resume = tr_resume,
     .backlogged = tr_backlogged,
     .start_tls = tr_start_tls,
+    .delay = tr_delay,
 };
 
 /* ---- log ---- */
@@ -232,9 +328,11 @@ static bool utf8_ok(const char *s)
 
 static void log_line(void *arg, enum smtpd_log_level level, const char *line)
 {
-    (void)arg;
+    struct harness *h = arg;
     FUZZ_CHECK(level <= SMTPD_LOG_DEBUG);
     size_t n = strlen(line);
+    grow_add(&h->log_all, &h->log_len, line, n);
+    grow_add(&h->log_all, &h->log_len, "\n", 1);
     FUZZ_CHECK(n < 1024);
     for (size_t i = 0; i < n; i++)
         FUZZ_CHECK((unsigned char)line[i] >= 0x20 && line[i] != 0x7f);
@@ -361,6 +459,17 @@ static void check_session(const struct harness *h, struct smtpd_session *s)
         FUZZ_CHECK(cmd_valid_mailbox(fp[i], strlen(fp[i])));
     /* A continuation comes before any other callback. */
     FUZZ_CHECK(h->cont == X_COUNT);
+    /* Authenticated exactly after a 235 of on_auth (until STARTTLS). */
+    const char *id = smtpd_session_auth_identity(s);
+    FUZZ_CHECK((id != NULL) == h->authed);
+    FUZZ_CHECK(!id || strcmp(id, h->authed_id) == 0);
+}
+
+/* auth_required: no transaction before AUTH succeeded. */
+static void check_auth_required(const struct harness *h, struct smtpd_session *s)
+{
+    if (h->params->cfg.auth_required)
+        FUZZ_CHECK(smtpd_session_auth_identity(s) != NULL);
 }
 
 /* What a callback does: answer now or later, accept or refuse. */
@@ -368,6 +477,7 @@ static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enu
 {
     FUZZ_CHECK(s == h->s);
     FUZZ_CHECK(!h->owed);
+    FUZZ_CHECK(!h->delayed);
     FUZZ_CHECK(h->n_on_close == 0);
     FUZZ_CHECK(!h->said_backlogged);
     unsigned d = fuzz_below(&h->rng, 8);
@@ -522,6 +632,7 @@ static enum smtpd_verdict on_data(void *arg, struct smtpd_session *s)
     smtpd_session_forward_paths(s, &n);
     FUZZ_CHECK(n >= 1 && smtpd_session_reverse_path(s) != NULL);
     check_session(h, s);
+    check_auth_required(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_DATA_CMD);
     h->in_cb = false;
@@ -570,6 +681,7 @@ static enum smtpd_verdict on_mail(void *arg, struct smtpd_session *s, const char
     FUZZ_CHECK(valid_path(reverse_path, true));
     check_options(params, n_params);
     check_session(h, s);
+    check_auth_required(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_MAIL);
     h->in_cb = false;
@@ -584,6 +696,7 @@ static enum smtpd_verdict on_rcpt(void *arg, struct smtpd_session *s, const char
     FUZZ_CHECK(valid_path(forward_path, false));
     check_options(params, n_params);
     check_session(h, s);
+    check_auth_required(h, s);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_RCPT);
     h->in_cb = false;
@@ -633,11 +746,118 @@ static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
     FUZZ_CHECK(msg->esmtp == smtpd_session_esmtp(s));
     check_message(h, msg);
     check_session(h, s);
+    check_auth_required(h, s);
+    FUZZ_CHECK((msg->auth_identity != NULL) == h->authed);
+    FUZZ_CHECK(!msg->auth_identity || strcmp(msg->auth_identity, h->authed_id) == 0);
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_DATA);
     h->in_cb = false;
     if (h->owed)
         h->owed_msg = *msg;
+    return v;
+}
+
+/* on_auth's answer: 235, a refusal, or first a code it may not give. */
+static void auth_answer(struct harness *h, struct smtpd_session *s)
+{
+    static const int bad[] = {250, 220, 299, 334, 354, 300, 199, 600, 0, 251};
+    static const int good[] = {235, 235, 235, 535, 535, 454, 421, 550, 530, 499, 452};
+    if (fuzz_below(&h->rng, 6) == 0) {
+        int c = bad[fuzz_below(&h->rng, sizeof(bad) / sizeof(bad[0]))];
+        FUZZ_CHECK(smtpd_reply(s, c, NULL, "not an AUTH answer") == SMTPD_ERR_REPLY);
+    }
+    int code = good[fuzz_below(&h->rng, sizeof(good) / sizeof(good[0]))];
+    const char *enh = NULL;
+    switch (fuzz_below(&h->rng, 4)) {
+    case 0:
+        enh = code == 235 ? "2.7.0" : code == 535 ? "5.7.8" : NULL;
+        break;
+    case 1:
+        /* Of another class: refused, nothing sent. */
+        FUZZ_CHECK(smtpd_reply(s, code, code == 235 ? "5.7.8" : "2.7.0", NULL) == SMTPD_ERR_CONFIG);
+        break;
+    default:
+        break;
+    }
+    trace("-- on_auth answers %d", code);
+    /* Noted first: a late answer takes effect (and asks for the delay)
+     * inside smtpd_reply. */
+    if (code == 235) {
+        h->authed = true;
+        snprintf(h->authed_id, sizeof(h->authed_id), "%s", h->asked_id);
+    } else {
+        h->auth_refusals++;
+    }
+    const char *text = fuzz_below(&h->rng, 2) ? NULL : pick_text(h);
+    FUZZ_CHECK(smtpd_reply(s, code, enh, text) == SMTPD_OK);
+    FUZZ_CHECK(smtpd_reply(s, 235, NULL, NULL) == SMTPD_ERR_STATE);
+}
+
+static bool field_ok(const char *p, bool identity)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > 255 || !utf8_ok(p))
+        return false;
+    for (size_t i = 0; identity && i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static enum smtpd_verdict on_auth(void *arg, struct smtpd_session *s, const char *mechanism,
+                                  const char *identity, const char *password)
+{
+    struct harness *h = arg;
+    const struct smtpd_config *cfg = &h->params->cfg;
+    FUZZ_CHECK(!h->in_cb);
+    FUZZ_CHECK(s == h->s && h->with_auth);
+    FUZZ_CHECK(!h->owed && !h->delayed && !h->closed);
+    FUZZ_CHECK(smtpd_session_esmtp(s) && smtpd_session_helo(s) != NULL);
+    FUZZ_CHECK(smtpd_session_reverse_path(s) == NULL);
+    FUZZ_CHECK(smtpd_session_tls_protocol(s) != NULL || cfg->auth_insecure);
+    FUZZ_CHECK(!h->authed && smtpd_session_auth_identity(s) == NULL);
+    bool plain = strcmp(mechanism, "PLAIN") == 0;
+    FUZZ_CHECK(plain || strcmp(mechanism, "LOGIN") == 0);
+    FUZZ_CHECK(field_ok(identity, true));
+    FUZZ_CHECK(field_ok(password, false));
+    check_session(h, s);
+    trace("-- on_auth %s", mechanism);
+    if (h->n_secrets < MAX_SECRETS) {
+        struct secret *k = &h->secrets[h->n_secrets++];
+        snprintf(k->pw, sizeof(k->pw), "%s", password);
+        snprintf(k->id, sizeof(k->id), "%s", identity);
+        k->plain = plain;
+    }
+    snprintf(h->asked_id, sizeof(h->asked_id), "%s", identity);
+    h->in_cb = true;
+    enum smtpd_verdict v = SMTPD_DONE;
+    switch (fuzz_below(&h->rng, 8)) {
+    case 0:
+    case 1:
+    case 2:
+        auth_answer(h, s);
+        break;
+    case 3:
+        auth_answer(h, s);
+        v = SMTPD_PENDING; /* answered already: the same as DONE */
+        break;
+    case 4:
+    case 5:
+        trace("-- on_auth: SMTPD_PENDING, answer later");
+        h->owed = true;
+        h->owed_step = K_AUTH;
+        v = SMTPD_PENDING;
+        break;
+    case 6:
+        /* A code it may not give, then nothing: refused as silence is. */
+        FUZZ_CHECK(smtpd_reply(s, 250, NULL, NULL) == SMTPD_ERR_REPLY);
+        /* fall through */
+    default:
+        trace("-- on_auth: silence");
+        h->auth_refusals++;
+        break;
+    }
+    h->in_cb = false;
     return v;
 }
 
@@ -666,8 +886,17 @@ static void give_owed(struct harness *h)
         check_message(h, &h->owed_msg);
     h->owed = false;
     h->resumed = false;
-    if (h->owed_step != K_EXT || !builtin_answer(h, h->s, "FROM:<late@x.org>", 17))
+    if (h->owed_step == K_AUTH) {
+        unsigned refusals = h->auth_refusals;
+        auth_answer(h, h->s);
+        if (!h->closed && h->authed)
+            FUZZ_CHECK(strcmp(smtpd_session_auth_identity(h->s), h->authed_id) == 0);
+        /* A refusal other than 421 is held for the delay. */
+        if (!h->closed && h->auth_refusals > refusals && h->params->cfg.auth_failure_delay)
+            FUZZ_CHECK(h->delayed);
+    } else if (h->owed_step != K_EXT || !builtin_answer(h, h->s, "FROM:<late@x.org>", 17)) {
         answer(h, h->s, h->owed_step, fuzz_below(&h->rng, 3) == 0);
+    }
     if (h->owed_step == K_EXT && h->last_code / 100 == 3 && !h->closed)
         h->cont = h->owed_ext;
     if (!h->closed)
@@ -719,8 +948,10 @@ static void check_phase(const struct harness *h)
         return;
     }
     FUZZ_CHECK(ph != PHASE_CLOSED);
-    /* The channel waits exactly while the handler owes an answer. */
-    FUZZ_CHECK((ph == PHASE_WAIT) == h->owed);
+    /* The channel waits exactly while the handler owes an answer, or a
+     * failed AUTH's answer is held. */
+    FUZZ_CHECK((ph == PHASE_WAIT) == (h->owed || h->delayed));
+    FUZZ_CHECK(!(h->owed && h->delayed));
 }
 
 /* Feed the buffered bytes as conn_read() does. */
@@ -747,12 +978,15 @@ static void pump(struct harness *h, struct inbuf *b)
             h->tls_wait = false;
             channel_tls_started(h->s, "TLSv1.3", "TLS_AES_128_GCM_SHA256", 128);
             FUZZ_CHECK(smtpd_session_tls_protocol(h->s) != NULL);
+            /* RFC 3207 4.2: the authentication is forgotten too. */
+            FUZZ_CHECK(smtpd_session_auth_identity(h->s) == NULL);
+            h->authed = false;
             FUZZ_CHECK(smtpd_session_helo(h->s) == NULL || h->closed);
             continue;
         }
         if (used < len) {
             /* Stopped early: closed, waiting, or told to by the transport. */
-            if (!h->closed && !h->owed) {
+            if (!h->closed && !h->owed && !h->delayed) {
                 FUZZ_CHECK(said);
                 continue;
             }
@@ -760,6 +994,110 @@ static void pump(struct harness *h, struct inbuf *b)
         }
     }
     check_phase(h);
+}
+
+/* The failure delay is over, from "the event loop". */
+static void delay_done(struct harness *h)
+{
+    trace("-- channel_delay_done");
+    bool was = h->delayed;
+    h->delayed = false;
+    h->resumed = false;
+    size_t writes = h->n_writes;
+    channel_delay_done(h->s);
+    if (was && !h->closed) {
+        /* The held answer went out, and reading goes on. */
+        FUZZ_CHECK(h->n_writes > writes);
+        FUZZ_CHECK(h->closed || h->resumed);
+    }
+    if (!was)
+        FUZZ_CHECK(h->n_writes == writes);
+    check_phase(h);
+}
+
+/* Canonical base64 of @p n bytes (RFC 4648 4), into @p out. */
+static void b64(const unsigned char *p, size_t n, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        out[o++] = t[v >> 18];
+        out[o++] = t[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* The password given to on_auth must not be in the log. Checked where a
+ * match can only be a leak: the password itself when it is at least 8
+ * printable bytes the client never sent in the clear and the server never
+ * wrote; and the base64 response line it came in (the canonical encoding
+ * of the LOGIN password, or of the PLAIN message with an empty or equal
+ * authzid), when exactly one candidate occurs in the input, once, and
+ * unpadded (so no other encoding decodes to the same bytes). */
+static void check_secrets(const struct harness *h, const uint8_t *input, size_t input_len)
+{
+    const char *in = (const char *)input;
+    static const char *const ours[] = {"TLS_AES_128_GCM_SHA256", "ECDHE-RSA-AES256-GCM-SHA384"};
+    const char *log = h->log_all ? h->log_all : "";
+    for (size_t i = 0; i < h->n_secrets; i++) {
+        const struct secret *k = &h->secrets[i];
+        size_t pn = strlen(k->pw);
+        bool printable = pn >= 8;
+        for (size_t j = 0; j < pn && printable; j++)
+            printable = k->pw[j] > 0x20 && k->pw[j] < 0x7f && k->pw[j] != '\\';
+        bool ours_too = false;
+        for (size_t j = 0; j < sizeof(ours) / sizeof(ours[0]); j++)
+            ours_too |= occurrences(ours[j], strlen(ours[j]), k->pw, pn) > 0;
+        if (printable && !ours_too && occurrences(in, input_len, k->pw, pn) == 0 &&
+            occurrences(h->out_all ? h->out_all : "", h->out_len, k->pw, pn) == 0) {
+            if (occurrences(log, h->log_len, k->pw, pn)) {
+                fprintf(stderr, "password \"%s\" in the log:\n%s", k->pw, log);
+                FUZZ_CHECK(!"a password in a log line");
+            }
+        }
+        /* The response line. */
+        unsigned char raw[3 * 256];
+        char enc[2][1100];
+        size_t idn = strlen(k->id), ncand = 0;
+        if (k->plain) {
+            for (int z = 0; z < 2; z++) {
+                size_t o = 0;
+                if (z) {
+                    memcpy(raw, k->id, idn);
+                    o = idn;
+                }
+                raw[o++] = '\0';
+                memcpy(raw + o, k->id, idn);
+                o += idn;
+                raw[o++] = '\0';
+                memcpy(raw + o, k->pw, pn);
+                o += pn;
+                b64(raw, o, enc[ncand++]);
+            }
+        } else {
+            b64((const unsigned char *)k->pw, pn, enc[ncand++]);
+        }
+        int found = -1, seen = 0;
+        for (size_t c = 0; c < ncand; c++) {
+            int n = occurrences(in, input_len, enc[c], strlen(enc[c]));
+            seen += n;
+            if (n)
+                found = (int)c;
+        }
+        if (seen != 1 || strlen(enc[found]) < 8 || strchr(enc[found], '='))
+            continue;
+        if (occurrences(log, h->log_len, enc[found], strlen(enc[found]))) {
+            fprintf(stderr, "response \"%s\" in the log:\n%s", enc[found], log);
+            FUZZ_CHECK(!"an AUTH response in a log line");
+        }
+    }
 }
 
 static size_t pick_limit(uint8_t b)
@@ -793,10 +1131,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct chan_params params = {0};
     smtpd_config_init(&params.cfg);
     /* Seed bits 22, 21 and 20: STARTTLS offered, --require-tls, implicit TLS. */
-    static const struct chan_ext *const tls_exts[] = {&starttls_ext};
+    /* Bits 19..16: AUTH, auth_insecure, auth_required, no failure delay. */
+    static const struct chan_ext *const tls_exts[] = {&starttls_ext, &auth_ext};
+    static const struct chan_ext *const auth_exts[] = {&auth_ext};
     bool tls = (seed >> 22) & 1;
-    params.exts = tls ? tls_exts : NULL;
-    params.n_exts = tls ? 1 : 0;
+    h.with_auth = (seed >> 19) & 1;
+    h.tls_offered = tls;
+    params.exts = tls ? tls_exts : h.with_auth ? auth_exts : NULL;
+    params.n_exts = (tls ? 1 : 0) + (h.with_auth ? 1 : 0);
+    params.cfg.auth_insecure = h.with_auth && ((seed >> 18) & 1);
+    params.cfg.auth_required = h.with_auth && ((seed >> 17) & 1);
+    if (h.with_auth && ((seed >> 16) & 1))
+        params.cfg.auth_failure_delay = 0;
     params.cfg.require_tls = tls && ((seed >> 21) & 1);
     bool implicit_tls = tls && ((seed >> 20) & 1);
     params.cfg.hostname = (flags & 16) ? long_host : "mx.fuzz.example";
@@ -824,6 +1170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .on_reset = on_reset,
         .on_close = on_close,
         .arg = &h,
+        .on_auth = h.with_auth ? on_auth : NULL,
     };
     if (h.with_ext) {
         params.handler.commands = ext_table;
@@ -887,6 +1234,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (!h.owed && !h.lost && fuzz_below(&h.rng, 16) == 0)
             FUZZ_CHECK(smtpd_reply(h.s, 250, NULL, NULL) == SMTPD_ERR_STATE);
+        /* The failure delay ends (a timer of a closed session may too). */
+        if (h.delayed && !h.lost && fuzz_below(&h.rng, 3) != 0)
+            delay_done(&h);
         if (h.owed && !h.lost && fuzz_below(&h.rng, 4) != 0)
             give_owed(&h);
         inbuf_add(&b, client, n);
@@ -894,9 +1244,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         left -= n;
         pump(&h, &b);
     }
-    /* End of input: the handler answers what it owes, the rest is read. */
-    while (h.owed && !h.lost) {
-        give_owed(&h);
+    /* End of input: the handler answers what it owes, the delay ends, the
+     * rest is read. */
+    while ((h.owed || h.delayed) && !h.lost) {
+        if (h.delayed)
+            delay_done(&h);
+        else
+            give_owed(&h);
         pump(&h, &b);
     }
     if (!h.lost && fuzz_below(&h.rng, 2)) {
@@ -906,6 +1260,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     trace("-- channel_free");
     channel_free(h.s);
     FUZZ_CHECK(h.n_on_close == 1);
+    check_secrets(&h, size > 6 ? data + 6 : data, size > 6 ? size - 6 : 0);
+    free(h.log_all);
+    free(h.out_all);
     free(b.p);
     return 0;
 }

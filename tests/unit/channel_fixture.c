@@ -44,11 +44,12 @@ void io_start_tls(void *io)
     ((struct fake_io *)io)->n_start_tls++;
 }
 
-void io_delay(void *io, unsigned ms)
+bool io_delay(void *io, unsigned ms)
 {
     struct fake_io *f = io;
     f->n_delay++;
     f->delay_ms = ms;
+    return true;
 }
 
 const struct chan_transport fake_transport = {io_write,      io_close,     io_resume,

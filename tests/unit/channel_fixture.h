@@ -100,7 +100,7 @@ void io_close(void *io);
 void io_resume(void *io);
 bool io_backlogged(void *io);
 void io_start_tls(void *io);
-void io_delay(void *io, unsigned ms);
+bool io_delay(void *io, unsigned ms);
 /* Copies and frees for the recording handler. */
 char *xstrdup(const char *s);
 void free_strv(char **v, size_t n);
