@@ -251,3 +251,35 @@ write("channel", "ext-dialogue", chan(seed=(0x81, 2, 3), data=EXT_DIALOGUE))
 write("channel", "ext-dialogue-1byte", chan(flags=0x40, seed=(0x85, 9, 9), data=EXT_DIALOGUE))
 write("channel", "ext-events", chan(flags=0x20 | 0x80 | 0x0c, seed=(0xc7, 7, 7), data=EXT_DIALOGUE * 2))
 write("channel", "ext-backlog", chan(misc=3 | 0x40, seed=(0x90, 1, 1), data=EXT_DIALOGUE))
+
+# ---- channel with AUTH (seed byte: 0x08 AUTH, 0x04 auth_insecure, 0x02
+# auth_required, 0x01 no failure delay; 0x40 STARTTLS offered, 0x10 implicit
+# TLS) ----
+def b64(b):
+    import base64
+    return base64.b64encode(b)
+
+PW_PLAIN = b"s3cretpasswor1"    # 7 + 14 bytes: an unpadded PLAIN response
+PW_LOGIN = b"s3cretpassword1"   # 15 bytes: an unpadded LOGIN response
+AUTH_MAIL = (b"MAIL FROM:<alice@example.org> AUTH=<>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+             + MESSAGE)
+AUTH_PLAIN_IR = b"EHLO c\r\nAUTH PLAIN " + b64(b"\0alice\0" + PW_PLAIN) + b"\r\n" + AUTH_MAIL + b"QUIT\r\n"
+AUTH_LOGIN = (b"EHLO c\r\nAUTH LOGIN\r\n" + b64(b"alice") + b"\r\n" + b64(PW_LOGIN) + b"\r\n"
+              + AUTH_MAIL + b"QUIT\r\n")
+AUTH_STARTTLS = (b"EHLO c\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN\r\nSTARTTLS\r\nEHLO c\r\nAUTH PLAIN\r\n"
+                 + b64(b"alice\0alice\0" + PW_LOGIN) + b"\r\nAUTH PLAIN =\r\n" + AUTH_MAIL
+                 + b"QUIT\r\n")
+AUTH_FAILURES = (b"EHLO c\r\n" + b"AUTH PLAIN " + b64(b"\0alice\0wrongpasswor") + b"\r\n"
+                 + b"AUTH LOGIN " + b64(b"alice") + b"\r\n*\r\n"
+                 + b"AUTH LOGIN\r\n!!!!\r\nAUTH PLAIN\r\n" + b"A" * 700 + b"\r\n"
+                 + b"AUTH CRAM-MD5\r\nAUTH\r\nAUTH PLAIN " + b64(b"bob\0alice\0x") + b"\r\n"
+                 + b"AUTH PLAIN " + b64(b"\0\0x") + b"\r\nMAIL FROM:<a@b>\r\nAUTH PLAIN\r\nRSET\r\n"
+                 + b"AUTH PLAIN " + b64(b"\0alice\0" + PW_PLAIN) + b"\r\nAUTH LOGIN\r\n"
+                 + AUTH_MAIL + b"QUIT\r\n")
+write("channel", "auth-plain-implicit", chan(flags=0x0c, seed=(0x58, 1, 2), data=AUTH_PLAIN_IR))
+write("channel", "auth-login-insecure", chan(flags=0x0c, seed=(0x0c, 3, 4), data=AUTH_LOGIN))
+write("channel", "auth-login-1byte", chan(flags=0x4c, seed=(0x0e, 5, 5), data=AUTH_LOGIN))
+write("channel", "auth-starttls-required", chan(flags=0x0c, seed=(0x4a, 5, 6), data=AUTH_STARTTLS))
+write("channel", "auth-failures", chan(flags=0x8c, misc=0x13, seed=(0x5c, 7, 8), data=AUTH_FAILURES))
+write("channel", "auth-failures-no-delay", chan(flags=0x0c, misc=0x03, seed=(0x0d, 9, 1), data=AUTH_FAILURES))
+write("channel", "auth-events", chan(flags=0x20 | 0x80 | 0x0c, seed=(0xdc, 7, 7), data=AUTH_FAILURES * 2))
