@@ -181,7 +181,10 @@ struct smtpd_config {
     /** Milliseconds before a failed AUTH is answered, doubled at each
      *  further failure of the session up to four times this (1 s, 2 s, 4 s,
      *  4 s... by default), so that guessing passwords is slow; every failure
-     *  also counts toward max_errors. 0: no delay. Default 1000. */
+     *  also counts toward max_errors. The failures of a client address are
+     *  remembered for 10 minutes (256 addresses per server): a new session
+     *  from it waits as long for every AUTH answer, a success included.
+     *  0: no delay. Default 1000. */
     unsigned auth_failure_delay;
 };
 

@@ -6,6 +6,7 @@
 /* accept4() */
 #define _GNU_SOURCE
 #include "auth.h"
+#include "auth_guard.h"
 #include "connection.h"
 #include "fqdn.h"
 #include "hostport.h"
@@ -180,12 +181,17 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
     }
     srv->params.cfg.tls_ctx = NULL; /* srv->tls_ctx is the one in use */
     set_extensions(srv);
-    if ((cfg->require_tls && !srv->tls_ctx) || (cfg->auth_required && !handler->on_auth)) {
+    bool bad_tls = cfg->require_tls && !srv->tls_ctx;
+    bool bad_auth = cfg->auth_required && !handler->on_auth;
+    if (handler->on_auth)
+        srv->params.auth_guard = auth_guard_new();
+    if (bad_tls || bad_auth || (handler->on_auth && !srv->params.auth_guard)) {
         free(srv->hostname);
         if (srv->tls_ctx)
             SSL_CTX_free(srv->tls_ctx);
+        auth_guard_free(srv->params.auth_guard);
         free(srv);
-        *err = cfg->auth_required ? SMTPD_ERR_CONFIG : SMTPD_ERR_TLS;
+        *err = bad_auth ? SMTPD_ERR_CONFIG : bad_tls ? SMTPD_ERR_TLS : SMTPD_ERR_NOMEM;
         return NULL;
     }
     *err = SMTPD_OK;
@@ -552,6 +558,7 @@ void smtpd_server_free(struct smtpd_server *srv)
     if (srv->retry_ev)
         event_free(srv->retry_ev);
     SSL_CTX_free(srv->tls_ctx);
+    auth_guard_free(srv->params.auth_guard);
     free(srv->hostname);
     free(srv);
 }

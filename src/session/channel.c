@@ -5,6 +5,7 @@
  */
 #include "channel.h"
 #include "auth.h"
+#include "auth_guard.h"
 #include "command.h"
 #include "data.h"
 #include "extension.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* RFC 5321 4.5.3.1.4: 512 octets per command line (counted without CRLF, as
  * smtpd does); MAIL may grow by SIZE=n (RFC 1870: 26) and SMTPUTF8 (10). */
@@ -1068,44 +1070,41 @@ static void log_ended(struct smtpd_session *s, const char *why)
                       rcpts, data);
 }
 
-/* The failure delay of the session's next failed AUTH: doubled at each
- * failure, up to four times the configured one. */
-static unsigned failure_delay(const struct smtpd_session *s)
+/* How long an AUTH answer is held after @p failures failures (0: not at
+ * all): the configured delay, doubled at each failure up to four times it. */
+static unsigned failure_delay(const struct smtpd_session *s, unsigned failures)
 {
     unsigned base = s->params->cfg.auth_failure_delay;
-    unsigned shift = s->auth_failures < 3 ? s->auth_failures - 1 : 2;
+    if (failures == 0)
+        return 0;
+    unsigned shift = failures < 3 ? failures - 1 : 2;
     return base > UINT_MAX / 4 ? base : base << shift;
 }
 
-/* on_auth answered @p code (0: not at all) with @p ans: the session is
- * authenticated, or the failure is counted, logged and answered late. */
-static void auth_answered(struct smtpd_session *s, int code, const char *ans, size_t n)
+/* @p id escaped for a log line between double quotes: a quote in it too,
+ * so that no user name can end the quoted part and write the rest of the
+ * line. */
+static void escape_quoted(char *out, size_t outsz, const char *id)
 {
-    char *id = s->auth_pending;
-    s->auth_pending = NULL;
     char esc[AUTH_FIELD_MAX * 4 + 8];
     smtpd_escape(esc, sizeof(esc), id, strlen(id));
-    if (code == 235) {
-        smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s: authenticated as \"%s\"",
-                          s->auth_mech, s->peer_addr, esc);
-        s->auth_identity = id;
-        send_raw(s, ans, n);
-        return;
+    size_t o = 0;
+    for (const char *p = esc; *p && o + 5 < outsz; p++) {
+        if (*p == '"') {
+            memcpy(out + o, "\\x22", 4);
+            o += 4;
+        } else {
+            out[o++] = *p;
+        }
     }
-    free(id);
-    s->auth_failures++;
-    s->errors++; /* guessing is a bad command too */
-    smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s failed for \"%s\" (failure %u)",
-                      s->auth_mech, s->peer_addr, esc, s->auth_failures);
-    char buf[REPLY_LINE_MAX];
-    if (code == 0) {
-        n = reply_format(buf, 535, false, s->extended ? "5.7.8" : NULL,
-                         "Error: authentication failed");
-        ans = buf;
-    }
-    unsigned ms = failure_delay(s);
-    /* A 421 closes at once; and no delay without a transport timer. */
-    if (code == 421 || ms == 0 || !s->tr->delay || !(s->held = malloc(n))) {
+    out[o] = '\0';
+}
+
+/* Send AUTH's answer @p ans after @p ms milliseconds (STEP_DELAY); at once
+ * when @p ms is 0 or the transport has no timer. */
+static void send_after(struct smtpd_session *s, const char *ans, size_t n, unsigned ms)
+{
+    if (ms == 0 || !s->tr->delay || !(s->held = malloc(n))) {
         send_raw(s, ans, n);
         return;
     }
@@ -1118,6 +1117,44 @@ static void auth_answered(struct smtpd_session *s, int code, const char *ans, si
         s->held = NULL;
         send_raw(s, ans, n);
     }
+}
+
+/* on_auth answered @p code (0: not at all) with @p ans: the session is
+ * authenticated, or the failure is counted and logged. Either answer waits
+ * as long as the failures so far of the session, and of its address, say
+ * (auth_guard.h), so that a success comes no sooner than a failure would. */
+static void auth_answered(struct smtpd_session *s, int code, const char *ans, size_t n)
+{
+    char *id = s->auth_pending;
+    s->auth_pending = NULL;
+    char esc[AUTH_FIELD_MAX * 6 + 8];
+    escape_quoted(esc, sizeof(esc), id);
+    struct auth_guard *g = s->params->auth_guard;
+    time_t now = time(NULL);
+    unsigned of_addr = g ? auth_guard_failures(g, s->peer_addr, now) : 0;
+    if (code == 235) {
+        smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s: authenticated as \"%s\"",
+                          s->auth_mech, s->peer_addr, esc);
+        s->auth_identity = id;
+        send_after(s, ans, n, failure_delay(s, of_addr));
+        return;
+    }
+    free(id);
+    s->auth_failures++;
+    s->errors++; /* guessing is a bad command too */
+    if (g)
+        auth_guard_failed(g, s->peer_addr, now);
+    smtpd_session_log(s, SMTPD_LOG_INFO, "AUTH %s from %s failed for \"%s\" (failure %u)",
+                      s->auth_mech, s->peer_addr, esc, s->auth_failures);
+    char buf[REPLY_LINE_MAX];
+    if (code == 0) {
+        n = reply_format(buf, 535, false, s->extended ? "5.7.8" : NULL,
+                         "Error: authentication failed");
+        ans = buf;
+    }
+    unsigned failures = s->auth_failures > of_addr ? s->auth_failures : of_addr + 1;
+    /* A 421 closes at once. */
+    send_after(s, ans, n, code == 421 ? 0 : failure_delay(s, failures));
 }
 
 static void finish_step(struct smtpd_session *s)
@@ -1371,11 +1408,11 @@ static bool sasl_name_char(char c)
            c == '_';
 }
 
-/* One word of base64, 8 characters or more, that names no command: what a
- * client that did not wait for AUTH's refusal sends next. */
+/* One word of base64 that names no command: what a client that did not
+ * wait for AUTH's refusal sends next (LOGIN's fields may be short). */
 static bool stray_response(const struct smtpd_session *s, const char *line, size_t len)
 {
-    if (len < 8)
+    if (len == 0)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!sasl_name_char(line[i]) && line[i] != '+' && line[i] != '/' && line[i] != '=')
@@ -1387,7 +1424,8 @@ static bool stray_response(const struct smtpd_session *s, const char *line, size
 
 /* How much of a command line the log may show, since none may carry a
  * password there: nothing of a line answering a 3xx (a SASL response, RFC
- * 4954 4) or of a stray one; the verb and mechanism of an AUTH line; all of
+ * 4954 4) or of a stray one; of an AUTH line its verb, and the mechanism
+ * when it is one we know (what else follows AUTH may be base64 too); all of
  * any other. */
 static size_t loggable(const struct smtpd_session *s, const char *line, size_t len)
 {
@@ -1399,9 +1437,12 @@ static size_t loggable(const struct smtpd_session *s, const char *line, size_t l
     size_t i = 4;
     while (i < len && (line[i] == ' ' || line[i] == '\t'))
         i++;
-    while (i < len && sasl_name_char(line[i]))
-        i++;
-    return i;
+    size_t m = i;
+    while (m < len && sasl_name_char(line[m]))
+        m++;
+    bool known = m - i == 5 &&
+                 (strncasecmp(line + i, "PLAIN", 5) == 0 || strncasecmp(line + i, "LOGIN", 5) == 0);
+    return known ? m : 4;
 }
 
 /* Log a command line (-d), as much of it as loggable() allows. */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct chan_ext;
+struct auth_guard;
 
 /** What the channel needs from the connection below it. */
 struct chan_transport {
@@ -54,6 +55,9 @@ struct chan_params {
      * there), after the handler's; see struct chan_ext. */
     const struct chan_ext *const *exts;
     size_t n_exts;
+    /* AUTH failures per client address, shared by the server's sessions
+     * (the one mutable thing here); NULL: per session only. */
+    struct auth_guard *auth_guard;
 };
 
 /** Which timeout applies now. */

@@ -164,12 +164,13 @@ class AuthCase(SmtpdTestCase):
         self.addCleanup(c.close)
         return c
 
-    def tls_session(self, srv, implicit=False):
-        """A client greeted and past EHLO, over STARTTLS or implicit TLS."""
+    def tls_session(self, srv, implicit=False, **kw):
+        """A client greeted and past EHLO, over STARTTLS or implicit TLS
+        (kw: RawClient's, e.g. source="127.0.0.2")."""
         if implicit:
-            c = self.implicit_client(srv.smtps)
+            c = self.implicit_client(srv.smtps, **kw)
         else:
-            c = self.client(srv.port)
+            c = self.client(srv.port, **kw)
         self.assertEqual(c.reply()[0], 220)
         self.assertEqual(c.ehlo()[0], 250)
         if not implicit:

@@ -331,9 +331,10 @@ class BruteForceTest(SessionCase):
                 c.send(b64("guess-%d" % i) + "\r\n")
             if i == 3:
                 # Meanwhile another session is served at once: greeting,
-                # EHLO, a successful AUTH, a message.
+                # EHLO, a successful AUTH, a message. From another address:
+                # this one's successes wait as long as its failures.
                 t1 = time.monotonic()
-                other = self.tls_session(srv, implicit=True)
+                other = self.tls_session(srv, implicit=True, source="127.0.0.2")
                 self.assertEqual(self.auth_plain(other, USER2, PW2), OK)
                 for l, code in (("MAIL FROM:<%s>" % SENDER, 250),
                                 ("RCPT TO:<r@example.org>", 250), ("DATA", 354),
@@ -367,9 +368,36 @@ class BruteForceTest(SessionCase):
         self.assertTrue(c.closed_by_peer(5))
         self.assertEqual(len(srv.wait_messages(1)), 1)
         self.assertIn(b"X-AuthUser: carol@example.org\n", srv.messages()[0]["data"])
-        # The server still serves.
+        # The server still serves; this address waits 4 s even to succeed.
         c3 = self.tls_session(srv, implicit=True)
-        self.assertEqual(self.auth_plain(c3), OK)
+        t, r = self.timed(c3, "AUTH PLAIN " + plain_b64(USER, PW))
+        self.assertEqual(r, OK)
+        self.assertGreaterEqual(t, 0.8 * 4)
+
+    def test_new_session_per_guess(self):
+        # A client that opens a session per guess, and takes a slow answer
+        # for a "no", gains nothing: once its address has failed, every AUTH
+        # answer of that address waits, a success as long as a failure;
+        # another address is answered at once.
+        srv = self.server()
+        c = self.tls_session(srv, implicit=True)
+        t, r = self.timed(c, "AUTH PLAIN " + plain_b64(USER, "wrong"))
+        self.assertEqual(r, FAILED)
+        c.close()
+        for n, want in ((2, 2), (3, 4)):  # the address's n-th failure, its delay
+            c = self.tls_session(srv, implicit=True)
+            t, r = self.timed(c, "AUTH PLAIN " + plain_b64(USER, "wrong-%d" % n))
+            self.assertEqual(r, FAILED)
+            self.assertGreaterEqual(t, 0.8 * want, "failure %d" % n)
+            c.close()
+        c = self.tls_session(srv, implicit=True)
+        t, r = self.timed(c, "AUTH PLAIN " + plain_b64(USER, PW))
+        self.assertEqual(r, OK)
+        self.assertGreaterEqual(t, 0.8 * 4, "a success after three failures")
+        other = self.tls_session(srv, implicit=True, source="127.0.0.2")
+        t, r = self.timed(other, "AUTH PLAIN " + plain_b64(USER, PW))
+        self.assertEqual(r, OK)
+        self.assertLess(t, 0.5 * SLOW, "another address")
 
     def test_max_errors_counts_failures(self):
         # --max-errors 1: the first failure's 535 (after 1 s) is the last

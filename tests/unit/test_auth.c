@@ -9,6 +9,7 @@
  * continuations and the debug log, which must never show a password.
  */
 #include "auth.h"
+#include "auth_guard.h"
 #include "channel_fixture.h"
 #include "starttls.h"
 
@@ -441,6 +442,69 @@ static void test_plain_longest_response(void **state)
         assert_int_equal(strlen(a->id), AUTH_FIELD_MAX);
         assert_int_equal(strlen(a->pw), AUTH_FIELD_MAX);
     }
+}
+
+/* ---- failures per address (auth_guard) ---- */
+
+static void test_guard_counts_per_address(void **state)
+{
+    (void)state;
+    struct auth_guard *g = auth_guard_new();
+    assert_non_null(g);
+    assert_int_equal(auth_guard_failures(g, "192.0.2.1", 1000), 0);
+    auth_guard_failed(g, "192.0.2.1", 1000);
+    auth_guard_failed(g, "192.0.2.1", 1000 + AUTH_GUARD_WINDOW - 1);
+    assert_int_equal(auth_guard_failures(g, "192.0.2.1", 1000 + AUTH_GUARD_WINDOW), 2);
+    assert_int_equal(auth_guard_failures(g, "192.0.2.2", 1000), 0);
+    /* A window after the last failure the address starts afresh. */
+    time_t later = 1000 + 2 * AUTH_GUARD_WINDOW;
+    assert_int_equal(auth_guard_failures(g, "192.0.2.1", later), 0);
+    auth_guard_failed(g, "192.0.2.1", later);
+    assert_int_equal(auth_guard_failures(g, "192.0.2.1", later), 1);
+    /* A full table makes room with the oldest entry. */
+    char addr[32];
+    for (int i = 0; i < AUTH_GUARD_SLOTS; i++) {
+        snprintf(addr, sizeof(addr), "198.51.100.%d", i);
+        auth_guard_failed(g, addr, later + 1 + i);
+    }
+    assert_int_equal(auth_guard_failures(g, "192.0.2.1", later + 1), 0);
+    assert_int_equal(auth_guard_failures(g, "198.51.100.255", later + AUTH_GUARD_SLOTS), 1);
+    auth_guard_free(g);
+}
+
+/* A session from an address that failed before waits for its answer, a
+ * success too, as long as the address's failures say. */
+static void test_guard_delays_other_sessions(void **state)
+{
+    struct fx *f = *state;
+    f->params.auth_guard = auth_guard_new();
+    assert_non_null(f->params.auth_guard);
+    tls_ehlo(f);
+    struct auth_rec *a = f->user;
+    a->mode = A_SILENT;
+    feed_all(f, "AUTH PLAIN " PLAIN_OK "\r\n");
+    assert_int_equal(f->io.delay_ms, 1000);
+    channel_delay_done(f->s);
+    expect_replies(f, "535 5.7.8");
+    channel_free(f->s);
+    f->s = NULL;
+    /* The next session of the address: its first failure waits 2 s, and
+     * then its success 2 s too. */
+    tls_ehlo(f);
+    feed_all(f, "AUTH PLAIN " PLAIN_OK "\r\n");
+    assert_int_equal(f->io.delay_ms, 2000);
+    channel_delay_done(f->s);
+    expect_replies(f, "535 5.7.8");
+    a->mode = A_CHECK;
+    unsigned delays = f->io.n_delay;
+    feed_all(f, "AUTH PLAIN " PLAIN_OK "\r\n");
+    assert_int_equal(f->io.n_delay, delays + 1);
+    assert_int_equal(f->io.delay_ms, 2000);
+    expect_out(f, "");
+    assert_string_equal(smtpd_session_auth_identity(f->s), "alice");
+    channel_delay_done(f->s);
+    expect_out(f, OK_235);
+    auth_guard_free(f->params.auth_guard);
 }
 
 /* ---- cancel and bad base64 at each step ---- */
@@ -985,9 +1049,12 @@ static void test_log_never_has_password(void **state)
         {"response after a refusal", "AUTH PLAIN\r\n" PLAIN_OK "\r\n", -1, false},
         {"LOGIN after a refusal", "AUTH LOGIN\r\n" LOGIN_USER "\r\n" LOGIN_PASS "\r\n", -1, false},
         {"a TAB after the mechanism", "AUTH PLAIN\t" PLAIN_OK "\r\n", A_CHECK, false},
+        {"base64 for a mechanism", "AUTH " PLAIN_OK "\r\n", A_CHECK, false},
+        {"short LOGIN fields after a refusal",
+         "MAIL FROM:<a@b>\r\nAUTH LOGIN\r\n" LOGIN_USER "\r\nczNj\r\n", A_CHECK, false},
     };
     static const char *const secrets[] = {
-        "s3cret", LOGIN_PASS, PLAIN_OK, PLAIN_AUTHZ_SAME, "czNjcmV", "HMzY3JldA",
+        "s3cret", LOGIN_PASS, PLAIN_OK, PLAIN_AUTHZ_SAME, "czNjcmV", "HMzY3JldA", "czNj",
     };
     for (size_t i = 0; i < N_ROWS(rows); i++) {
         struct fx *f = auth_fx();
@@ -1034,6 +1101,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login_challenges, setup_auth, teardown_auth),
         cmocka_unit_test_setup_teardown(test_login_initial_response, setup_auth, teardown_auth),
         cmocka_unit_test_setup_teardown(test_plain_longest_response, setup_auth, teardown_auth),
+        cmocka_unit_test(test_guard_counts_per_address),
+        cmocka_unit_test_setup_teardown(test_guard_delays_other_sessions, setup_auth,
+                                        teardown_auth),
         cmocka_unit_test_setup_teardown(test_login_longest_fields, setup_auth, teardown_auth),
         cmocka_unit_test(test_cancel_each_step),
         cmocka_unit_test(test_bad_base64_each_step),
