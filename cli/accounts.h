@@ -11,15 +11,16 @@
 
 struct accounts;
 
-/** Read @p path. @return the accounts, or NULL with the reason (the file,
- *  the line number; never a hash) in @p why (@p whysz bytes). A file that
- *  group or others may read is loaded, with a warning in @p warn (empty
- *  when there is none). */
-struct accounts *accounts_load(const char *path, char *why, size_t whysz, char *warn,
-                               size_t warnsz);
+/** Read @p path; each hash is checked with a crypt(3) run, but for those
+ *  @p prev (the accounts in use, or NULL) already had. @return the
+ *  accounts, or NULL with the reason (the file, the line number; never a
+ *  hash) in @p why (@p whysz bytes). A file that group or others may read
+ *  is loaded, with a warning in @p warn (empty when there is none). */
+struct accounts *accounts_load(const char *path, const struct accounts *prev, char *why,
+                               size_t whysz, char *warn, size_t warnsz);
 
-/** Whether @p password is @p user's. Takes as long for an unknown user as
- *  for a known one (a crypt(3) run either way). */
+/** Whether @p password is @p user's. An unknown user takes as long as the
+ *  costliest account (a crypt(3) run of its hash). */
 bool accounts_check(const struct accounts *a, const char *user, const char *password);
 
 /** Another reference to @p a (a check in flight keeps the accounts it

@@ -30,6 +30,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job *jobs, *todo, **todo_end;
+    size_t n_jobs;
     int pipe[2];      /* a worker writes a byte there when a job is done */
     struct event *ev; /* added only while jobs are in flight */
 } w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .pipe = {-1, -1}};
@@ -47,9 +48,13 @@ static void *worker(void *arg)
         w.todo = j->next_todo;
         if (!w.todo)
             w.todo_end = &w.todo;
-        pthread_mutex_unlock(&w.mu);
-        bool ok = accounts_check(j->accounts, j->user, j->password);
-        pthread_mutex_lock(&w.mu);
+        /* Its session ended (on_close): no hash for nobody. */
+        bool ok = false;
+        if (j->s) {
+            pthread_mutex_unlock(&w.mu);
+            ok = accounts_check(j->accounts, j->user, j->password);
+            pthread_mutex_lock(&w.mu);
+        }
         j->ok = ok;
         j->done = true;
         /* A full pipe already holds a wake-up: losing this byte is fine. */
@@ -83,6 +88,7 @@ static void collect(evutil_socket_t fd, short what, void *arg)
             *p = j->next;
             j->next = done;
             done = j;
+            w.n_jobs--;
         } else {
             p = &j->next;
         }
@@ -139,6 +145,12 @@ static enum smtpd_verdict on_auth(void *arg, struct smtpd_session *s, const char
         smtpd_reply(s, 235, NULL, NULL);
         return SMTPD_DONE;
     }
+    if (w.n_jobs >= AUTH_CHECK_QUEUE) {
+        /* Checks are asked for faster than they can be made: the client
+         * tries later, and the sessions already waiting keep their turn. */
+        smtpd_reply(s, 454, "4.7.0", "Error: temporary authentication failure, try again later");
+        return SMTPD_DONE;
+    }
     struct job *j = start() ? calloc(1, sizeof(*j)) : NULL;
     if (!j || !copy(j->user, sizeof(j->user), identity) ||
         !copy(j->password, sizeof(j->password), password)) {
@@ -152,6 +164,7 @@ static enum smtpd_verdict on_auth(void *arg, struct smtpd_session *s, const char
     j->accounts = accounts_ref(w.policy->accounts);
     pthread_mutex_lock(&w.mu);
     bool was_idle = w.jobs == NULL;
+    w.n_jobs++;
     j->next = w.jobs;
     w.jobs = j;
     *w.todo_end = j;

@@ -10,8 +10,10 @@
 #include "accounts.h"
 #include "smtpd.h"
 
-/* Threads that run crypt(3) checks (started at the first AUTH). */
+/* Threads that run crypt(3) checks (started at the first AUTH), and the
+ * checks that may wait for them; more get 454 4.7.0 at once. */
 #define AUTH_CHECK_THREADS 2
+#define AUTH_CHECK_QUEUE 64
 
 /** What on_auth decides with: @c accounts (SIGHUP replaces it), or any
  *  credentials when @c accept_any. */

@@ -94,7 +94,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void reload_accounts(struct run *r)
 {
     char why[512], warn[512], line[700];
-    struct accounts *a = accounts_load(r->o->auth_file, why, sizeof(why), warn, sizeof(warn));
+    struct accounts *a =
+        accounts_load(r->o->auth_file, r->auth.accounts, why, sizeof(why), warn, sizeof(warn));
     if (warn[0])
         log_stderr(NULL, SMTPD_LOG_WARNING, warn);
     if (!a) {
@@ -306,7 +307,7 @@ static int setup_auth(const struct options *o, struct auth_policy *p, struct smt
     }
     if (o->auth_file) {
         char why[512], warn[512];
-        p->accounts = accounts_load(o->auth_file, why, sizeof(why), warn, sizeof(warn));
+        p->accounts = accounts_load(o->auth_file, NULL, why, sizeof(why), warn, sizeof(warn));
         if (warn[0])
             log_stderr(NULL, SMTPD_LOG_WARNING, warn);
         if (!p->accounts) {
