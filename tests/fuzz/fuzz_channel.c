@@ -254,6 +254,11 @@ static void tr_write(void *io, const char *buf, size_t len)
     }
     if (h->n_writes == 0 && !h->owed)
         FUZZ_CHECK(memcmp(buf, "220", 3) == 0 || h->last_step == K_CONNECT);
+    /* An overlong line is no continuation: the one after it is a command. */
+    static const char too_long[] = "Error: line too long\r\n";
+    if (len > sizeof(too_long) &&
+        memcmp(buf + len - (sizeof(too_long) - 1), too_long, sizeof(too_long) - 1) == 0)
+        h->cont = X_COUNT;
     h->n_writes++;
     h->unsent += len;
 }
