@@ -276,7 +276,8 @@ struct smtpd_command {
      * after returning SMTPD_PENDING, later; no answer gives 250 2.0.0.
      * A 3xx answer (334, as AUTH's challenges, RFC 4954 4) makes the next
      * line the client sends a continuation: it is handed whole, as @p
-     * params, to this same fn, and to no command.
+     * params, to this same fn, and to no command (unless it is longer than
+     * the line limit: then it gets "500 5.5.2" and the exchange is over).
      */
     enum smtpd_verdict (*fn)(void *arg, struct smtpd_session *s, const char *params, size_t len);
     /** The EHLO keyword line it adds ("XSTATE", "XFOO 10"), or NULL. */
