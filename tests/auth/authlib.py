@@ -138,20 +138,19 @@ class AuthCase(SmtpdTestCase):
         self.addCleanup(d.cleanup)
         return d.name
 
-    def tls_options(self, smtps=None):
+    def tls_options(self, smtps=False):
+        """The TLS options; with smtps an --smtps listener on a port smtpd
+        picks (srv.smtps_port())."""
         opts = ["--tls-cert", self.certs.cert, "--tls-key", self.certs.key]
         if smtps:
-            opts += ["--smtps", "127.0.0.1:%d" % smtps]
+            opts += ["--smtps", "127.0.0.1:0"]
         return opts
 
     def start_auth(self, *options, cls="DebuggingServer", smtps=True, **kw):
         """smtpd -c cls with TLS (and --smtps when smtps) and options; the
         --smtps port is srv.smtps."""
-        port = free_port() if smtps else None
-        srv = self.start(*(self.tls_options(port) + list(options)), cls=cls, **kw)
-        if port:
-            srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % port)
-        srv.smtps = port
+        srv = self.start(*(self.tls_options(smtps) + list(options)), cls=cls, **kw)
+        srv.smtps = srv.smtps_port() if smtps else None
         return srv
 
     def client(self, port, **kw):

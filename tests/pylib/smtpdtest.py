@@ -336,6 +336,10 @@ class Collector:
 # The first "listening on ADDRESS:PORT" line names the port. Port 0 would be
 # the address asked for, not a bound socket, so it never matches.
 LISTENING = re.compile(rb"listening on (?:\[[0-9a-fA-F:.]+\]|[0-9.]+):([1-9][0-9]*)\n")
+# The same for the --smtps listener. Tests give "--smtps 127.0.0.1:0" and read
+# the port here: a port picked free beforehand may be taken by another test
+# before smtpd binds it.
+LISTENING_SMTPS = re.compile(rb"listening on 127\.0\.0\.1:([1-9][0-9]*) \(implicit TLS\)\n")
 
 
 class Smtpd:
@@ -380,6 +384,10 @@ class Smtpd:
         except BaseException:
             self.close()
             raise
+
+    def smtps_port(self):
+        """The port of the "--smtps 127.0.0.1:0" listener, from the log."""
+        return int(self.wait_stderr(LISTENING_SMTPS).group(1))
 
     # ---- output ----
 

@@ -32,7 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from smtpd_harness import SmtpdTestCase, main, quiet_close  # noqa: E402
-from smtpdtest import Collector, free_port, need, stop_process  # noqa: E402
+from smtpdtest import Collector, need, stop_process  # noqa: E402
 import tlslib  # noqa: E402
 
 SWAKS = "/usr/bin/swaks"
@@ -66,11 +66,9 @@ class TlsClientCase(SmtpdTestCase):
         cls.certs.cleanup()
 
     def start_tls(self, *options):
-        smtps = free_port()
         srv = self.start("--tls-cert", self.certs.cert, "--tls-key", self.certs.key,
-                         "--smtps", "127.0.0.1:%d" % smtps, *options)
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % smtps)
-        srv.smtps = smtps
+                         "--smtps", "127.0.0.1:0", *options)
+        srv.smtps = srv.smtps_port()
         return srv
 
     def tmpdir(self):

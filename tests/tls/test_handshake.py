@@ -35,7 +35,7 @@ import warnings
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
 import tlslib  # noqa: E402
-from smtpdtest import SLOW, free_port  # noqa: E402
+from smtpdtest import SLOW  # noqa: E402
 
 STALL = 2  # --tls-handshake-timeout for the stall tests, in seconds
 STALL_LIMIT = STALL + 2 * SLOW + 1  # by then a stalled handshake must be closed
@@ -207,12 +207,9 @@ class HandshakeTest(smtpdtest.TestCase):
 
     def start_tls(self, timeout=STALL):
         """smtpd with STARTTLS on srv.port and implicit TLS on srv.smtps."""
-        smtps = free_port()
         srv = self.start("--tls-cert", self.certs.cert, "--tls-key", self.certs.key,
-                         "--smtps", "127.0.0.1:%d" % smtps,
-                         "--tls-handshake-timeout", str(timeout))
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % smtps)
-        srv.smtps = smtps
+                         "--smtps", "127.0.0.1:0", "--tls-handshake-timeout", str(timeout))
+        srv.smtps = srv.smtps_port()
         return srv
 
     def context(self, minimum=None, maximum=None):

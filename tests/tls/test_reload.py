@@ -34,7 +34,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
 import tlslib  # noqa: E402
-from smtpdtest import SLOW, free_port  # noqa: E402
+from smtpdtest import SLOW  # noqa: E402
 
 EX_USAGE = 64
 EX_CONFIG = 78
@@ -82,11 +82,9 @@ class ReloadTestCase(smtpdtest.TestCase):
 class ReloadTest(ReloadTestCase):
 
     def start_tls(self):
-        smtps = free_port()
         srv = self.start("--tls-cert", self.cert, "--tls-key", self.key,
-                         "--smtps", "127.0.0.1:%d" % smtps)
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % smtps)
-        srv.smtps = smtps
+                         "--smtps", "127.0.0.1:0")
+        srv.smtps = srv.smtps_port()
         return srv
 
     def open_plain(self, srv):
@@ -179,11 +177,9 @@ class ReloadTest(ReloadTestCase):
         """--workers 2: the parent passes SIGHUP on, every worker reloads
         (one line per process), and every handshake after it, whichever
         worker takes it, gets the new certificate."""
-        smtps = free_port()
         srv = self.start("--workers", "2", "--tls-cert", self.cert, "--tls-key", self.key,
-                         "--smtps", "127.0.0.1:%d" % smtps)
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % smtps)
-        srv.smtps = smtps
+                         "--smtps", "127.0.0.1:0")
+        srv.smtps = srv.smtps_port()
         self.install(*self.renewed)
         pattern = rb"smtpd\[(\d+)\] info: SIGHUP: certificate [^\n]* reloaded\n"
         # The second worker may not handle signals yet right after the start
@@ -267,11 +263,11 @@ class StartupTest(ReloadTestCase):
         for name, cert, key, words in cases:
             with self.subTest(case=name):
                 self.assert_exit(EX_CONFIG, ["--tls-cert", cert, "--tls-key", key,
-                                             "--smtps", "127.0.0.1:%d" % free_port(),
+                                             "--smtps", "127.0.0.1:0",
                                              "127.0.0.1:0"], *words)
 
     def test_flag_combinations_exit_64(self):
-        smtps = "127.0.0.1:%d" % free_port()
+        smtps = "127.0.0.1:0"
         cases = [
             (["--tls-cert", self.cert], "--tls-key"),
             (["--tls-key", self.key], "--tls-cert"),

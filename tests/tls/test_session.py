@@ -32,7 +32,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from smtpd_harness import RawClient, SmtpdTestCase, main, xcommands_so  # noqa: E402
-from smtpdtest import free_port, stuff  # noqa: E402
+from smtpdtest import stuff  # noqa: E402
 import tlslib  # noqa: E402
 
 # Replies carry enhanced status codes only after EHLO (RFC 2034), so their
@@ -100,10 +100,8 @@ class SessionTest(SmtpdTestCase):
 
     def start_smtps(self, *options):
         """smtpd with an --smtps listener too: (srv, its port)."""
-        port = free_port()
-        srv = self.start_tls("--smtps", "127.0.0.1:%d" % port, *options)
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % port)
-        return srv, port
+        srv = self.start_tls("--smtps", "127.0.0.1:0", *options)
+        return srv, srv.smtps_port()
 
     def connect(self, srv):
         """A client that has read the 220 greeting."""
@@ -388,10 +386,9 @@ class SessionTest(SmtpdTestCase):
         a TLS close_notify (as many do) gets every reply, as in plaintext:
         an EOF, not a TLS error that would drop what it is still owed (here
         the answer of xcommands.so's XDELAY, which comes a second later)."""
-        port = free_port()
         srv = self.start("--tls-cert", self.certs.cert, "--tls-key", self.certs.key,
-                         "--smtps", "127.0.0.1:%d" % port, cls=xcommands_so())
-        srv.wait_stderr(rb"listening on 127\.0\.0\.1:%d \(implicit TLS\)\n" % port)
+                         "--smtps", "127.0.0.1:0", cls=xcommands_so())
+        port = srv.smtps_port()
         for how in ("smtps", "starttls"):
             with self.subTest(how=how):
                 c = self.connect_smtps(port) if how == "smtps" else self.tls_session(srv)
