@@ -35,7 +35,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
-from smtpdtest import (SYSTEM_PYTHON, free_port, smtpd_bin, take_path_args,  # noqa: E402,F401
+from smtpdtest import (SYSTEM_PYTHON, free_port, refused_port, smtpd_bin, take_path_args,  # noqa: E402,F401
                        wait_until)
 
 MAILMAN = "/usr/bin/mailman"
@@ -50,8 +50,8 @@ def log(msg):
 
 
 def closed_port():
-    """A loopback port where nothing listens (bound, then released)."""
-    return free_port()
+    """A loopback port where nothing listens, and nothing will."""
+    return refused_port()
 
 
 def need_mailman():

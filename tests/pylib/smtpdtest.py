@@ -12,7 +12,7 @@ so that a test runs the same under CTest and by hand. Standard library only.
 
   paths, smtpd_bin, take_path_args, main   --smtpd PATH off the command line
   SLOW           how many times slower than a plain build smtpd runs here
-  free_port, wait_port, port_closed, wait_until, stop_process
+  free_port, refused_port, wait_port, port_closed, wait_until, stop_process
   proc_*, raise_nofile, nofile_preexec     /proc readers, RLIMIT_NOFILE
   Collector      a pipe read on a thread into a buffer
   Smtpd          the program on 127.0.0.1:0, its port from "listening on"
@@ -122,6 +122,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_REFUSING = []  # the sockets of refused_port(), held while the test runs
+
+
+def refused_port():
+    """A 127.0.0.1 port where every connect is refused until the process
+    ends: bound but not listening, so no other test can take it meanwhile
+    (a port of free_port() can be taken by then)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _REFUSING.append(s)
+    return s.getsockname()[1]
 
 
 def wait_port(port, timeout=10.0, proc=None):

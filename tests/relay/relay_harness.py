@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import smtpdtest  # noqa: E402
-from smtpdtest import (SLOW, Disconnected, Recorder, SmtpSink, free_port,  # noqa: E402,F401
+from smtpdtest import (SLOW, Disconnected, Recorder, SmtpSink, free_port, refused_port,  # noqa: E402,F401
                        port_closed, smtpd_bin, stuff)
 
 

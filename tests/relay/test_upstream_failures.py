@@ -39,7 +39,7 @@ class UpstreamFailures(h.RelayTestCase):
     # ---- down ----
 
     def test_upstream_down(self):
-        port = h.free_port()   # nothing listens there
+        port = h.refused_port()   # nothing listens there
         self.assertTrue(h.port_closed(port))
         proxy = self.proxy(port)
         with h.Client(proxy.port) as c:
@@ -63,7 +63,7 @@ class UpstreamFailures(h.RelayTestCase):
         # The warning names the upstream, each address tried and why it
         # failed; by name too ("localhost" is 127.0.0.1 in /etc/hosts here,
         # and may be ::1 as well).
-        port = h.free_port()
+        port = h.refused_port()
         for upstream, addrs in ((port, rb"127\.0\.0\.1"),
                                 ("localhost:%d" % port, rb"(?:\[::1\]|127\.0\.0\.1)")):
             proxy = self.proxy(upstream)
