@@ -10,6 +10,7 @@
 #include "options.h"
 #include "plugin.h"
 #include "privdrop.h"
+#include "words.h"
 #include "relay_auth.h"
 #include "workers.h"
 #include "smtpd.h"
@@ -148,6 +149,7 @@ struct class_state {
     struct smtpd_handler h;
     struct plugin plugin;
     struct smtpd_proxy *proxy;
+    struct smtpd_delivery *delivery; /* Maildir, Mbox, Pipe, --also-maildir */
 };
 
 /* Mistakes that would only show as 451s or as spam later: say so now. */
@@ -261,6 +263,37 @@ static int load_plugin(const struct options *o, struct event_base *base, struct 
     return 0;
 }
 
+/* -c Maildir, Mbox and Pipe, and DebuggingServer --also-maildir. */
+static int make_delivery(const struct options *o, struct event_base *base, struct class_state *cs)
+{
+    const char *name = o->class_name;
+    if (strcmp(name, "Pipe") == 0) {
+        char why[128];
+        char **argv = words_split(o->pipe, why, sizeof(why));
+        if (!argv) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "invalid --pipe (%s)", why);
+            return usage_error(msg);
+        }
+        cs->delivery = smtpd_pipe_new(base, (const char *const *)argv, o->pipe_timeout,
+                                      o->pipe_concurrency);
+        words_free(argv);
+    } else if (strcmp(name, "Mbox") == 0) {
+        cs->delivery = smtpd_mbox_new(base, o->mbox);
+    } else {
+        cs->delivery = smtpd_maildir_new(base, o->maildir ? o->maildir : o->also_maildir);
+    }
+    if (!cs->delivery) {
+        fprintf(stderr, "smtpd: cannot set up -c %s\n", name);
+        return EX_OSERR;
+    }
+    if (o->also_maildir)
+        smtpd_debugging_keep_handler(&cs->h, stdout, cs->delivery);
+    else
+        smtpd_delivery_handler(&cs->h, cs->delivery);
+    return 0;
+}
+
 /* Fill the handler for -c NAME. Returns 0 or a sysexits code. */
 static int pick_class(const struct options *o, struct event_base *base, struct class_state *cs)
 {
@@ -270,10 +303,14 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
         return load_plugin(o, base, cs);
     if (o->n_extra > 0)
         return usage_error("too many arguments");
+    if (strcmp(name, "DebuggingServer") == 0 && o->also_maildir)
+        return make_delivery(o, base, cs);
     if (strcmp(name, "DebuggingServer") == 0) {
         smtpd_debugging_handler(h, stdout);
         return 0;
     }
+    if (strcmp(name, "Maildir") == 0 || strcmp(name, "Mbox") == 0 || strcmp(name, "Pipe") == 0)
+        return make_delivery(o, base, cs);
     if (strcmp(name, "PureProxy") == 0 || strcmp(name, "MailmanProxy") == 0)
         return make_proxy(o, base, strcmp(name, "MailmanProxy") == 0, cs);
     if (strcmp(name, "Sink") == 0) {
@@ -286,6 +323,7 @@ static int pick_class(const struct options *o, struct event_base *base, struct c
     char msg[256];
     snprintf(msg, sizeof(msg),
              "unknown class '%.100s' (PureProxy, MailmanProxy, DebuggingServer, Sink, "
+             "Maildir, Mbox, Pipe, "
              "or a shared object: path/name.so exporting %s)",
              name, SMTPD_PLUGIN_SYMBOL_V1);
     return usage_error(msg);
@@ -423,12 +461,14 @@ static int serve(const struct options *o)
     }
     if (!o->nosetuid) {
         char why[256];
-        if (privdrop("nobody", why, sizeof(why)) != 0) {
+        if (privdrop(o->user, why, sizeof(why)) != 0) {
             fprintf(stderr, "smtpd: %s; run as root, or use -n to keep this user\n", why);
             rc = EX_NOPERM;
             goto out;
         }
-        log_stderr(NULL, SMTPD_LOG_INFO, "running as user nobody");
+        char line[300];
+        snprintf(line, sizeof(line), "running as user %s", o->user);
+        log_stderr(NULL, SMTPD_LOG_INFO, line);
     }
     if (o->workers > 1 && workers_spawn(&r.workers, base, o->workers) != 0) {
         fprintf(stderr, "smtpd: cannot start %u worker processes\n", o->workers);
@@ -489,6 +529,7 @@ out:
         smtpd_server_free(others[i]);
     smtpd_server_free(r.srv);
     smtpd_proxy_free(cs.proxy);
+    smtpd_delivery_free(cs.delivery);
     plugin_unload(&cs.plugin);
     event_base_free(base);
     return rc;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,12 +20,12 @@ const char options_usage[] =
     "An SMTP server (RFC 5321) that does what Python's smtpd module did.\n"
     "\n"
     "  -n, --nosetuid          do not drop root privileges to \"nobody\" after binding\n"
+    "      --user NAME         drop root privileges to NAME, not \"nobody\"\n"
     "  -V, --version           print the version and exit\n"
     "  -c, --class NAME        PureProxy (the default), MailmanProxy,\n"
-    "                          DebuggingServer, Sink, or a shared object (a path,\n"
-    "                          or NAME.so in the working directory) that exports\n"
-    "                          smtpd_plugin_init_v1\n"
-    "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
+    "                          DebuggingServer, Sink, Maildir, Mbox, Pipe, or a\n"
+    "                          shared object (a path, or NAME.so in the working\n"
+    "                          directory) that exports smtpd_plugin_init_v1\n"    "  -s, --size BYTES        largest message accepted, advertised as SIZE; 0: no\n"
     "                          limit (default 33554432)\n"
     "  -u, --smtputf8          enable SMTPUTF8 (RFC 6531)\n"
     "  -d, --debug             log the whole dialogue to standard error\n"
@@ -89,6 +90,15 @@ const char options_usage[] =
     "                          user:password' (Postfix's sasl_passwd); mode 600,\n"
     "                          read at start-up; sent over TLS only, unless\n"
     "                          --relay-tls none\n"
+    "      --maildir DIR       Maildir: the folder messages are delivered to\n"
+    "      --mbox FILE         Mbox: the mbox file (mboxrd) messages are appended to\n"
+    "      --pipe 'PROGRAM ARGS...'\n"
+    "                          Pipe: the program each message is given to (no\n"
+    "                          shell; {sender} and {recipient} in ARGS)\n"
+    "      --pipe-timeout S    Pipe: seconds a program may run (default 60)\n"
+    "      --pipe-concurrency N\n"
+    "                          Pipe: programs running at once (default 4)\n"
+    "      --also-maildir DIR  DebuggingServer: also keep each message in Maildir DIR\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -122,7 +132,14 @@ enum {
     OPT_RELAY_TLS,
     OPT_RELAY_CA,
     OPT_RELAY_SMTPS,
-    OPT_RELAY_AUTH_FILE
+    OPT_RELAY_AUTH_FILE,
+    OPT_USER,
+    OPT_MAILDIR,
+    OPT_MBOX,
+    OPT_PIPE,
+    OPT_PIPE_TIMEOUT,
+    OPT_PIPE_CONCURRENCY,
+    OPT_ALSO_MAILDIR
 };
 
 static const struct option long_opts[] = {
@@ -162,6 +179,13 @@ static const struct option long_opts[] = {
     {"auth-required", no_argument, NULL, OPT_AUTH_REQUIRED},
     {"relay-smtps", no_argument, NULL, OPT_RELAY_SMTPS},
     {"relay-auth-file", required_argument, NULL, OPT_RELAY_AUTH_FILE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"maildir", required_argument, NULL, OPT_MAILDIR},
+    {"mbox", required_argument, NULL, OPT_MBOX},
+    {"pipe", required_argument, NULL, OPT_PIPE},
+    {"pipe-timeout", required_argument, NULL, OPT_PIPE_TIMEOUT},
+    {"pipe-concurrency", required_argument, NULL, OPT_PIPE_CONCURRENCY},
+    {"also-maildir", required_argument, NULL, OPT_ALSO_MAILDIR},
     {NULL, 0, NULL, 0},
 };
 
@@ -231,6 +255,38 @@ static int auth_problem(const struct options *o, char *err, size_t errsz)
     return -1;
 }
 
+/* Each delivery option goes with its class, and each class needs its
+ * option; 0 when they fit. */
+static int delivery_problem(const struct options *o, char *err, size_t errsz)
+{
+    static const struct {
+        const char *class_name, *option;
+        size_t offset;
+    } pairs[] = {
+        {"Maildir", "--maildir", offsetof(struct options, maildir)},
+        {"Mbox", "--mbox", offsetof(struct options, mbox)},
+        {"Pipe", "--pipe", offsetof(struct options, pipe)},
+        {"DebuggingServer", "--also-maildir", offsetof(struct options, also_maildir)},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        bool is = strcmp(o->class_name, pairs[i].class_name) == 0;
+        bool given = *(const char *const *)((const char *)o + pairs[i].offset) != NULL;
+        if (given && !is) {
+            snprintf(err, errsz, "%s is for -c %s", pairs[i].option, pairs[i].class_name);
+            return -1;
+        }
+        if (is && !given && i < 3) {
+            snprintf(err, errsz, "-c %s needs %s", pairs[i].class_name, pairs[i].option);
+            return -1;
+        }
+    }
+    if ((o->pipe_timeout_set || o->pipe_concurrency_set) && !o->pipe) {
+        snprintf(err, errsz, "--pipe-timeout and --pipe-concurrency are for -c Pipe");
+        return -1;
+    }
+    return 0;
+}
+
 int options_parse(struct options *o, int argc, char **argv, char *err, size_t errsz)
 {
     *o = (struct options){
@@ -249,6 +305,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .tls_handshake_timeout = 30,
         .relay_tls = SMTPD_RELAY_TLS_MAY,
+        .pipe_timeout = 60,
+        .pipe_concurrency = 4,
+        .user = "nobody",
         .local = "localhost:8025",
         .remote = "localhost:25",
     };
@@ -390,6 +449,36 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         case OPT_RELAY_AUTH_FILE:
             o->relay_auth_file = optarg;
             break;
+        case OPT_USER:
+            o->user = optarg;
+            break;
+        case OPT_MAILDIR:
+            o->maildir = optarg;
+            break;
+        case OPT_MBOX:
+            o->mbox = optarg;
+            break;
+        case OPT_ALSO_MAILDIR:
+            o->also_maildir = optarg;
+            break;
+        case OPT_PIPE:
+            o->pipe = optarg;
+            break;
+        case OPT_PIPE_TIMEOUT:
+        case OPT_PIPE_CONCURRENCY:
+            if (!parse_num(optarg, c == OPT_PIPE_TIMEOUT ? 86400 : 64, &v) || v == 0) {
+                snprintf(err, errsz, "invalid --%s '%s' (%s)", option_name(c), optarg,
+                         c == OPT_PIPE_TIMEOUT ? "1 to 86400 seconds" : "1 to 64");
+                return -1;
+            }
+            if (c == OPT_PIPE_TIMEOUT) {
+                o->pipe_timeout = (unsigned)v;
+                o->pipe_timeout_set = true;
+            } else {
+                o->pipe_concurrency = (unsigned)v;
+                o->pipe_concurrency_set = true;
+            }
+            break;
         case OPT_TLS_TIMEOUT:
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
@@ -430,6 +519,10 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             return -1;
         }
     }
+    if (o->nosetuid && strcmp(o->user, "nobody") != 0) {
+        snprintf(err, errsz, "-n keeps the user: no --user with it");
+        return -1;
+    }
     if (o->smtputf8 && o->decode_data) {
         snprintf(err, errsz, "--decode-data and -u/--smtputf8 cannot be used together");
         return -1;
@@ -443,7 +536,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                  o->smtps ? "--smtps" : "--require-tls");
         return -1;
     }
-    if (auth_problem(o, err, errsz) != 0)
+    if (auth_problem(o, err, errsz) != 0 || delivery_problem(o, err, errsz) != 0)
         return -1;
     if (o->relay_ca && o->relay_tls != SMTPD_RELAY_TLS_VERIFY) {
         snprintf(err, errsz, "--relay-ca is for --relay-tls verify");

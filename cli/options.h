@@ -45,6 +45,14 @@ struct options {
     const char *relay_ca;        /* --relay-ca FILE */
     bool relay_smtps;            /* --relay-smtps */
     const char *relay_auth_file; /* --relay-auth-file FILE: the smarthost's credentials */
+    const char *user;            /* --user: who to drop root privileges to */
+    const char *maildir;         /* --maildir DIR (-c Maildir) */
+    const char *mbox;            /* --mbox FILE (-c Mbox) */
+    const char *pipe;            /* --pipe 'PROGRAM ARGS...' (-c Pipe), unsplit */
+    unsigned pipe_timeout;       /* --pipe-timeout: seconds */
+    unsigned pipe_concurrency;   /* --pipe-concurrency */
+    bool pipe_timeout_set, pipe_concurrency_set;
+    const char *also_maildir;    /* --also-maildir DIR (-c DebuggingServer) */
     const char *local;           /* localhost:localport */
     const char *remote;          /* remotehost:remoteport */
     int n_extra;                 /* arguments after localhost:port, for a .so handler */

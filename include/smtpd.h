@@ -598,6 +598,79 @@ SMTPD_API void smtpd_debugging_handler(struct smtpd_handler *h, void *out);
 SMTPD_API void smtpd_sink_handler(struct smtpd_handler *h);
 
 /**
+ * Delivery handlers: Maildir, mbox and a program. Each keeps a message
+ * before the client gets 250, on a few threads of its own (the writes,
+ * fsyncs, locks and programs never run on the event loop; the session
+ * waits, the others go on), and answers through the pending-answer
+ * mechanism. Local files get LF line ends, "Return-Path: <reverse-path>"
+ * and "Delivered-To: <first forward-path>" prepended, as local delivery
+ * agents do. Failures are never 250: a full disk or quota gives
+ * "452 4.3.1", another system error (permission, a missing or read-only
+ * folder) "451 4.3.0", and nothing partial is left behind; the log line
+ * says what failed. The object is made before a fork (--workers) if need
+ * be: its threads start at the first message, in the process that takes it.
+ */
+struct smtpd_delivery;
+
+/** Maildir (https://cr.yp.to/proto/maildir.html) at folder @p dir (copied):
+ *  each message is written to dir/tmp under a unique name (seconds, then
+ *  microseconds, process and counter, then the host), fsynced, renamed into
+ *  dir/new, and dir/new fsynced. dir, tmp, new and cur are created (mode
+ *  700) when missing, at delivery, by the user the process runs as then.
+ *  Four messages at most are written at once.
+ *  @return the object, or NULL when @p base or @p dir is NULL or empty, or
+ *  out of memory. Free it with smtpd_delivery_free() after the servers that
+ *  use it. */
+SMTPD_API struct smtpd_delivery *smtpd_maildir_new(struct event_base *base, const char *dir);
+
+/** An mbox file at @p file (copied; created, mode 600, when missing), in
+ *  the mboxrd form: a "From <reverse-path or MAILER-DAEMON> <date>" line,
+ *  one more '>' before each line that matches ">*From ", an empty line
+ *  after each message. Appended under a dot-lock file (FILE.lock) and an
+ *  fcntl write lock (an open file description lock: it excludes other
+ *  processes, other threads and classic POSIX locks), fsynced, and
+ *  truncated back to the size it had when the write or fsync fails. A lock
+ *  that cannot be had in 30 seconds gives "451 4.2.0". One message at a
+ *  time per process. @return as smtpd_maildir_new(). */
+SMTPD_API struct smtpd_delivery *smtpd_mbox_new(struct event_base *base, const char *file);
+
+/**
+ * Delivery to a program (as Postfix's pipe(8)): @p argv (NULL-terminated,
+ * copied; argv[0] is looked up on PATH) is run without a shell, in its own
+ * process group, with the message (LF line ends, nothing added) on its
+ * standard input, smtpd's standard output, and in its environment smtpd's
+ * own plus SENDER (the reverse-path, "" for <>), RECIPIENTS (the
+ * forward-paths, comma-separated), CLIENT_ADDRESS, HELO and SIZE (bytes of
+ * the message as received). In each word "{sender}" is replaced by the
+ * reverse-path, and a word that holds "{recipient}" becomes one word per
+ * forward-path. Its exit status decides: 0 gives 250, unless it exited
+ * before reading the whole message ("451 4.3.0"); 75 (EX_TEMPFAIL), a
+ * signal, or still running after @p timeout seconds (then the group is
+ * killed) give "451 4.3.0"; any other status gives "554 5.3.0" with the
+ * first line of its standard error (escaped, at most 200 bytes) as the
+ * reply text. At most @p concurrency programs run at once; the messages
+ * after them wait, oldest first, their sessions paused.
+ * @return the object, or NULL when @p base is NULL, @p argv empty, a count
+ * 0, or out of memory.
+ */
+SMTPD_API struct smtpd_delivery *smtpd_pipe_new(struct event_base *base, const char *const *argv,
+                                                unsigned timeout, unsigned concurrency);
+
+/** Fill @p h (zeroed first) to deliver each message with @p d, which must
+ *  outlive the servers that use @p h. on_message and on_close are set. */
+SMTPD_API void smtpd_delivery_handler(struct smtpd_handler *h, struct smtpd_delivery *d);
+
+/** DebuggingServer that also keeps each message (smtpd --also-maildir): as
+ *  smtpd_debugging_handler(), and once printed the message is delivered
+ *  with @p d; the client gets 250 only when both worked. */
+SMTPD_API void smtpd_debugging_keep_handler(struct smtpd_handler *h, void *out,
+                                            struct smtpd_delivery *d);
+
+/** Wait for deliveries in progress (a program up to its timeout), free
+ *  @p d. Call it after freeing the servers that use it. NULL is allowed. */
+SMTPD_API void smtpd_delivery_free(struct smtpd_delivery *d);
+
+/**
  * PureProxy and MailmanProxy: a relay to a smarthost, in real time. The upstream session
  * opens at MAIL FROM; each RCPT TO is passed on and the upstream's reply is
  * the client's; the data goes up after the final dot and the client gets 250

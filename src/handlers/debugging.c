@@ -9,6 +9,7 @@
 #include "message.h"
 #include "reply.h"
 #include "smtpd.h"
+#include "deliver.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -117,16 +118,15 @@ static char *render(const struct smtpd_message *m, bool terminal, size_t *len)
     return out;
 }
 
-static enum smtpd_verdict debugging_message(void *arg, struct smtpd_session *s,
-                                            const struct smtpd_message *m)
+/* Print @p m to @p out. false: it could not be, and @p s was answered. */
+static bool print_message(FILE *out, struct smtpd_session *s, const struct smtpd_message *m)
 {
-    FILE *out = arg;
     int fd = fileno(out);
     size_t len;
     char *text = render(m, fd >= 0 && isatty(fd), &len);
     if (!text) {
         smtpd_reply(s, 451, "4.3.0", "Error: local error in processing, try again later");
-        return SMTPD_DONE;
+        return false;
     }
     errno = 0;
     bool ok = fwrite(text, 1, len, out) == len;
@@ -141,6 +141,13 @@ static enum smtpd_verdict debugging_message(void *arg, struct smtpd_session *s,
         clearerr(out);
         smtpd_reply(s, 451, "4.3.0", "Error: local error in processing, try again later");
     }
+    return ok;
+}
+
+static enum smtpd_verdict debugging_message(void *arg, struct smtpd_session *s,
+                                            const struct smtpd_message *m)
+{
+    print_message(arg, s, m);
     return SMTPD_DONE;
 }
 
@@ -149,4 +156,23 @@ void smtpd_debugging_handler(struct smtpd_handler *h, void *out)
     memset(h, 0, sizeof(*h));
     h->on_message = debugging_message;
     h->arg = out;
+}
+
+/* --also-maildir: print, then keep. */
+static enum smtpd_verdict keep_message(void *arg, struct smtpd_session *s,
+                                       const struct smtpd_message *m)
+{
+    struct smtpd_delivery *d = arg;
+    return print_message(d->print_out, s, m) ? delivery_submit(d, s, m) : SMTPD_DONE;
+}
+
+static void keep_close(void *arg, struct smtpd_session *s) { delivery_forget(arg, s); }
+
+void smtpd_debugging_keep_handler(struct smtpd_handler *h, void *out, struct smtpd_delivery *d)
+{
+    memset(h, 0, sizeof(*h));
+    d->print_out = out;
+    h->arg = d;
+    h->on_message = keep_message;
+    h->on_close = keep_close;
 }
