@@ -8,13 +8,23 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-/* DIR, DIR/tmp, DIR/new and DIR/cur, those that are missing. */
+/* DIR (and the folders above it), DIR/tmp, DIR/new and DIR/cur, those
+ * that are missing. */
 static int make_folder(const char *dir)
 {
+    char up[4096];
+    snprintf(up, sizeof(up), "%s", dir);
+    for (char *p = strchr(up + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        if (mkdir(up, 0700) != 0 && errno != EEXIST)
+            return errno;
+        *p = '/';
+    }
     static const char *const subs[] = {"", "/tmp", "/new", "/cur"};
     for (size_t i = 0; i < 4; i++) {
         char p[4096];
