@@ -275,8 +275,8 @@ static int make_delivery(const struct options *o, struct event_base *base, struc
             snprintf(msg, sizeof(msg), "invalid --pipe (%s)", why);
             return usage_error(msg);
         }
-        cs->delivery = smtpd_pipe_new(base, (const char *const *)argv, o->pipe_timeout,
-                                      o->pipe_concurrency);
+        cs->delivery =
+            smtpd_pipe_new(base, (const char *const *)argv, o->pipe_timeout, o->pipe_concurrency);
         words_free(argv);
     } else if (strcmp(name, "Mbox") == 0) {
         cs->delivery = smtpd_mbox_new(base, o->mbox);

@@ -52,10 +52,10 @@ struct options {
     unsigned pipe_timeout;       /* --pipe-timeout: seconds */
     unsigned pipe_concurrency;   /* --pipe-concurrency */
     bool pipe_timeout_set, pipe_concurrency_set;
-    const char *also_maildir;    /* --also-maildir DIR (-c DebuggingServer) */
-    const char *local;           /* localhost:localport */
-    const char *remote;          /* remotehost:remoteport */
-    int n_extra;                 /* arguments after localhost:port, for a .so handler */
+    const char *also_maildir; /* --also-maildir DIR (-c DebuggingServer) */
+    const char *local;        /* localhost:localport */
+    const char *remote;       /* remotehost:remoteport */
+    int n_extra;              /* arguments after localhost:port, for a .so handler */
     char **extra;
 };
 

@@ -19,12 +19,12 @@ struct workpool;
 
 struct smtpd_delivery {
     enum delivery_kind kind;
-    char *path;                /* Maildir folder or mbox file */
-    char host[256];            /* Maildir: this host, for unique names */
-    atomic_ulong counter;      /* Maildir: unique within the process */
-    char **argv;               /* pipe: the command, with {sender} and {recipient} */
+    char *path;           /* Maildir folder or mbox file */
+    char host[256];       /* Maildir: this host, for unique names */
+    atomic_ulong counter; /* Maildir: unique within the process */
+    char **argv;          /* pipe: the command, with {sender} and {recipient} */
     size_t argc;
-    unsigned timeout;          /* pipe: seconds */
+    unsigned timeout; /* pipe: seconds */
     struct workpool *pool;
     void *print_out; /* smtpd_debugging_keep_handler(): where it prints */
 };

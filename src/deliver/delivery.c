@@ -51,23 +51,23 @@ int delivery_write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-/* A growing buffer; on failure it is freed and stays NULL. */
+/* A growing buffer; on failure it is freed and stays empty. */
 struct buf {
     char *p;
     size_t len, cap;
+    bool failed;
 };
 
 static void put(struct buf *b, const char *s, size_t n)
 {
-    if (!b->p && b->cap)
+    if (b->failed)
         return;
-    if (b->len + n + 1 > b->cap) {
+    if (!b->p || b->len + n + 1 > b->cap) {
         size_t cap = (b->len + n + 1) * 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             free(b->p);
-            b->p = NULL;
-            b->cap = 1;
+            *b = (struct buf){.failed = true};
             return;
         }
         b->p = p;
@@ -78,7 +78,10 @@ static void put(struct buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(struct buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
 
 /* Message data with LF line ends, as local mail files and programs take
  * it; @p mboxrd quotes each line that matches ">*From " with one more
@@ -94,7 +97,7 @@ static void put_data(struct buf *b, const char *p, size_t n, bool mboxrd)
             size_t k = i;
             while (k < stop && p[k] == '>')
                 k++;
-            if (stop - k >= 5 && memcmp(p + k, "From ", 5) == 0)
+            if (k + 5 <= stop && memcmp(p + k, "From ", 5) == 0)
                 put(b, ">", 1);
         }
         put(b, p + i, stop - i);
@@ -173,8 +176,8 @@ static char **expand_argv(const struct smtpd_delivery *d, const struct smtpd_mes
     return v;
 }
 
-static const char *const env_names[] = {"SENDER=", "RECIPIENTS=", "CLIENT_ADDRESS=", "HELO=",
-                                        "SIZE="};
+static const char *const env_names[] = {
+    "SENDER=", "RECIPIENTS=", "CLIENT_ADDRESS=", "HELO=", "SIZE="};
 
 /* The program's environment: ours without the envelope's names, then the
  * envelope. NULL: out of memory. */
@@ -243,7 +246,7 @@ static struct delivery_job *job_new(const struct smtpd_delivery *d, const struct
     if (d->kind != DELIVER_PIPE)
         put_trace(&b, m);
     put_data(&b, m->data, m->data_len, d->kind == DELIVER_MBOX);
-    j->text = b.p ? b.p : (d->kind == DELIVER_PIPE && !b.cap ? strdup("") : NULL);
+    j->text = b.failed ? NULL : b.p ? b.p : strdup("");
     j->len = b.p ? b.len : 0;
     if (d->kind == DELIVER_PIPE) {
         j->argv = expand_argv(d, m);
@@ -314,7 +317,10 @@ static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
     return delivery_submit(arg, s, m);
 }
 
-static void on_close(void *arg, struct smtpd_session *s) { delivery_forget(arg, s); }
+static void on_close(void *arg, struct smtpd_session *s)
+{
+    delivery_forget(arg, s);
+}
 
 void smtpd_delivery_handler(struct smtpd_handler *h, struct smtpd_delivery *d)
 {
@@ -349,9 +355,10 @@ static void maildir_host(char *out, size_t outsz)
     h[sizeof(h) - 1] = '\0';
     size_t k = 0;
     for (const char *p = h; *p && k + 5 < outsz; p++)
-        k += (size_t)snprintf(out + k, outsz - k, *p == '/'   ? "\\057"
-                                                  : *p == ':' ? "\\072"
-                                                              : "%c",
+        k += (size_t)snprintf(out + k, outsz - k,
+                              *p == '/'   ? "\\057"
+                              : *p == ':' ? "\\072"
+                                          : "%c",
                               *p);
     out[k] = '\0';
 }

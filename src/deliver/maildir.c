@@ -53,8 +53,8 @@ void maildir_run(struct delivery_job *j)
     /* time, then a part unique on this host (microseconds, process, a
      * counter of this process), then the host */
     char name[512], tmp[4096], new[4096], newdir[4096];
-    snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%lu.%s", (long long)ts.tv_sec,
-             ts.tv_nsec / 1000, (long)getpid(), atomic_fetch_add(&d->counter, 1) + 1, d->host);
+    snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%lu.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
+             (long)getpid(), atomic_fetch_add(&d->counter, 1) + 1, d->host);
     snprintf(tmp, sizeof(tmp), "%s/tmp/%s", d->path, name);
     snprintf(new, sizeof(new), "%s/new/%s", d->path, name);
     snprintf(newdir, sizeof(newdir), "%s/new", d->path);

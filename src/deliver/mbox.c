@@ -33,8 +33,7 @@ static double now(void)
 static void busy(struct delivery_job *j, const char *what)
 {
     char log[600];
-    snprintf(log, sizeof(log), "cannot lock %s: %s held for %d s", j->d->path, what,
-             LOCK_SECONDS);
+    snprintf(log, sizeof(log), "cannot lock %s: %s held for %d s", j->d->path, what, LOCK_SECONDS);
     delivery_answer(j, 451, "4.2.0", "Error: mailbox busy, try again later", log);
 }
 

@@ -151,7 +151,7 @@ int workpool_submit(struct workpool *p, struct smtpd_session *s, void *job)
     return 0;
 }
 
-void workpool_forget(struct workpool *p, struct smtpd_session *s)
+void workpool_forget(struct workpool *p, const struct smtpd_session *s)
 {
     pthread_mutex_lock(&p->mu);
     for (struct item *it = p->items; it; it = it->next)

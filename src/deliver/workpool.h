@@ -31,7 +31,7 @@ struct workpool *workpool_new(struct event_base *base, unsigned threads, workpoo
 int workpool_submit(struct workpool *p, struct smtpd_session *s, void *job);
 
 /** @p s is closing: its jobs go on, but their done gets NULL. */
-void workpool_forget(struct workpool *p, struct smtpd_session *s);
+void workpool_forget(struct workpool *p, const struct smtpd_session *s);
 
 /** Wait for the jobs that are running, finish every job with a NULL
  *  session, and free the pool. NULL is allowed. */

@@ -166,7 +166,10 @@ static enum smtpd_verdict keep_message(void *arg, struct smtpd_session *s,
     return print_message(d->print_out, s, m) ? delivery_submit(d, s, m) : SMTPD_DONE;
 }
 
-static void keep_close(void *arg, struct smtpd_session *s) { delivery_forget(arg, s); }
+static void keep_close(void *arg, struct smtpd_session *s)
+{
+    delivery_forget(arg, s);
+}
 
 void smtpd_debugging_keep_handler(struct smtpd_handler *h, void *out, struct smtpd_delivery *d)
 {
