@@ -646,10 +646,11 @@ SMTPD_API struct smtpd_delivery *smtpd_mbox_new(struct event_base *base, const c
  * forward-path. Its exit status decides: 0 gives 250, unless it exited
  * before reading the whole message ("451 4.3.0"); 75 (EX_TEMPFAIL), a
  * signal, or still running after @p timeout seconds (then the group is
- * killed) give "451 4.3.0"; any other status gives "554 5.3.0" with the
- * first line of its standard error (escaped, at most 200 bytes) as the
- * reply text. At most @p concurrency programs run at once; the messages
- * after them wait, oldest first, their sessions paused.
+ * killed), and 126 or 127 (it could not be run) give "451 4.3.0"; any
+ * other status gives "554 5.3.0" with the first line of its standard error
+ * (escaped, at most 200 bytes) as the reply text. At most @p concurrency
+ * programs run at once; the messages after them wait, oldest first, their
+ * sessions paused.
  * @return the object, or NULL when @p base is NULL, @p argv empty, a count
  * 0, or out of memory.
  */
