@@ -2,7 +2,8 @@
 
 Used by tests/integration/smtpd_harness.py, tests/relay/relay_harness.py,
 tests/hardening/hardlib.py, tests/mailman/mailman_fixture.py,
-bench/relay_load.py and bench/soak.py. Each of them finds this module by
+tests/delivery/deliverlib.py, bench/relay_load.py, bench/soak.py and
+bench/maildir.py. Each of them finds this module by
 putting this directory on sys.path relative to its own __file__:
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
