@@ -44,7 +44,6 @@ import datetime
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,8 +54,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "pylib"))
 import smtpdtest  # noqa: E402
 from smtpdtest import SMTP_SINK, SMTP_SOURCE, SYSTEM_PYTHON, proc_cpu_seconds  # noqa: E402
+from run import children_cpu, machine_busy, wait_ready  # noqa: E402  (bench/run.py)
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVERS = ("smtpd", "aiosmtpd", "sink")
 FSYNCS = {  # what each does per message, from its source (and strace for smtp-sink)
     "smtpd": "file + new/ dir",
@@ -81,18 +80,6 @@ def filesystem_of(path):
     return best
 
 
-def machine_busy():
-    """CPU seconds busy so far, summed over CPUs, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
-
-
-def children_cpu():
-    t = os.times()
-    return t.children_user + t.children_system
-
-
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -105,30 +92,6 @@ def cpu_model():
 
 
 # ---------------------------------------------------------------- servers
-
-def wait_greeting(port, proc, timeout=20.0):
-    """Wait until 127.0.0.1:port answers 220 (then QUIT)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("server on port %d exited (%s)" % (port, proc.returncode))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                f = s.makefile("rb")
-                line = f.readline()
-                while line[3:4] == b"-":
-                    line = f.readline()
-                if line.startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    f.readline()
-                    return
-                last = line
-        except OSError as e:
-            last = e
-        time.sleep(0.05)
-    raise SystemExit("server on port %d not ready after %ss: %r" % (port, timeout, last))
-
 
 class Server:
     """One server we started: label, pid, port, the folder and where its files land."""
@@ -157,7 +120,7 @@ class Server:
             self.proc, self.port, self.argv = self.obj.proc, self.obj.port, self.obj.argv
         else:
             raise SystemExit("unknown server %s" % label)
-        wait_greeting(self.port, self.proc)
+        wait_ready(self.port, 20.0, self.proc)
 
     def files(self):
         try:
