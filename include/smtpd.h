@@ -420,6 +420,11 @@ SMTPD_API const char *smtpd_session_peer_addr(const struct smtpd_session *s);
 SMTPD_API uint16_t smtpd_session_peer_port(const struct smtpd_session *s);
 /** HELO/EHLO argument so far, or NULL before the greeting. */
 SMTPD_API const char *smtpd_session_helo(const struct smtpd_session *s);
+/** The extension command whose fn is running or has not answered yet: a
+ *  pointer into the handler's table (smtpd_handler.commands), so that one
+ *  fn can serve several verbs (a binding's smtp_<VERB> methods); NULL at
+ *  any other time. */
+SMTPD_API const struct smtpd_command *smtpd_session_command(const struct smtpd_session *s);
 /** Whether the client greeted with EHLO (ESMTP). */
 SMTPD_API bool smtpd_session_esmtp(const struct smtpd_session *s);
 /** The session's TLS protocol ("TLSv1.2", "TLSv1.3") and cipher (OpenSSL's

@@ -1892,6 +1892,11 @@ const char *smtpd_session_helo(const struct smtpd_session *s)
     return s->helo;
 }
 
+const struct smtpd_command *smtpd_session_command(const struct smtpd_session *s)
+{
+    return s->step == STEP_EXT ? s->ext : NULL;
+}
+
 bool smtpd_session_esmtp(const struct smtpd_session *s)
 {
     return s->extended;

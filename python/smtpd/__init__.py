@@ -1,0 +1,311 @@
+"""smtpd: Python's smtpd module (removed in Python 3.12), on libsmtpd.
+
+The names and signatures of Python 3.11's smtpd: SMTPServer with
+process_message(), SMTPChannel with smtp_<VERB> methods, DebuggingServer,
+PureProxy, MailmanProxy, DEBUGSTREAM, and loop() in place of asyncore.loop().
+The SMTP dialogue is libsmtpd's (RFC 5321, SIZE, 8BITMIME, SMTPUTF8,
+PIPELINING), run by a C event loop; Python code runs on worker threads:
+
+* process_message() and smtp_<VERB> methods run on a pool of WORKERS (4)
+  threads per server, so a slow one never stalls the other clients; the
+  session waits for its answer.
+* process_message() returns None (250) or a reply string, "550 5.1.1 No
+  such user" or several "NNN-text" lines ending in "NNN text"; an invalid
+  string gives the client 451 and a log line, an exception 451 4.3.0 and the
+  traceback in the log ("smtpd" logger).
+* data keeps its CRLF line ends (the seed gave LF), as bytes, or as str with
+  decode_data=True.
+* DebuggingServer prints in C, as the smtpd program does; PureProxy and
+  MailmanProxy are libsmtpd's relays (a 250 only once the smarthost took the
+  message; relaying only for relay_networks, loopback by default).
+"""
+
+import concurrent.futures
+import logging
+import sys
+import time
+import weakref
+
+from . import _smtpd
+from ._channel import DATA_SIZE_DEFAULT, Conn, SMTPChannel, command_verbs
+from . import _reply
+
+__all__ = ["SMTPChannel", "SMTPServer", "DebuggingServer", "PureProxy", "MailmanProxy",
+           "loop", "close_all"]
+
+__version__ = "libsmtpd " + _smtpd.VERSION
+program = "python -m smtpd"
+NEWLINE = "\n"
+COMMASPACE = ", "
+WORKERS = 4  # process_message / smtp_<VERB> calls running at once, per server
+
+logger = logging.getLogger("smtpd")
+
+
+class Devnull:
+    def write(self, msg):
+        pass
+
+    def flush(self):
+        pass
+
+
+DEBUGSTREAM = Devnull()
+
+_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+_servers = weakref.WeakSet()
+
+
+def _log(level, line):
+    """libsmtpd's log lines (peer text already escaped)."""
+    if not isinstance(DEBUGSTREAM, Devnull):
+        print(line, file=DEBUGSTREAM)
+    else:
+        logger.log(_LEVELS[level], "%s", line)
+
+
+_smtpd.set_log(_log)
+
+
+def _log_level():
+    if not isinstance(DEBUGSTREAM, Devnull) or logger.isEnabledFor(logging.DEBUG):
+        return 3
+    return 2 if logger.isEnabledFor(logging.INFO) else 1
+
+
+def _hostport(addr):
+    host, port = addr[0], int(addr[1])
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s:%d" % (host, port)
+
+
+def _split_hostport(text):
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _ListeningSocket:
+    """server.socket: the listening address, as the seed's socket gave it."""
+
+    def __init__(self, server):
+        self._server = server
+
+    def getsockname(self):
+        return _split_hostport(self._server._core.addresses()[0])
+
+    def close(self):
+        self._server.close()
+
+
+class SMTPServer:
+    # SMTPChannel class to use for managing client connections
+    channel_class = SMTPChannel
+    _engine = _smtpd.ENGINE_PYTHON
+
+    def __init__(self, localaddr, remoteaddr, data_size_limit=DATA_SIZE_DEFAULT, map=None,
+                 enable_SMTPUTF8=False, decode_data=False, *, hostname=None,
+                 relay_networks=None, mailman_lmtp=None, mailman_domains=None):
+        self._localaddr = localaddr
+        self._remoteaddr = remoteaddr
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = decode_data
+        self._map = map
+        if enable_SMTPUTF8 and decode_data:
+            raise ValueError("decode_data and enable_SMTPUTF8 cannot"
+                             " be set to True at the same time")
+        self._pool = None
+        upstream = _hostport(remoteaddr) if self._engine == _smtpd.ENGINE_RELAY else None
+        self._core = _smtpd.Server(
+            self, self._engine_for(), _hostport(localaddr), data_size_limit=data_size_limit or 0,
+            smtputf8=bool(enable_SMTPUTF8), decode_data=bool(decode_data), hostname=hostname,
+            log_level=_log_level(), verbs=command_verbs(self.channel_class), upstream=upstream,
+            relay_networks=relay_networks, mailman_lmtp=mailman_lmtp,
+            mailman_domains=mailman_domains)
+        self.socket = _ListeningSocket(self)
+        self.addr = self.socket.getsockname()
+        _servers.add(self)
+        if map is not None:
+            map[id(self)] = self
+        print("%s started at %s\n\tLocal addr: %s\n\tRemote addr:%s" % (
+            self.__class__.__name__, time.ctime(time.time()), localaddr, remoteaddr),
+            file=DEBUGSTREAM)
+
+    def _engine_for(self):
+        return self._engine
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Stop listening and end every session. From any thread; while loop()
+        runs elsewhere, it returns once the loop thread has done it."""
+        self._core.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._map is not None:
+            self._map.pop(id(self), None)
+
+    # The C half calls these on the loop thread; the work goes to the pool.
+    def _submit(self, fn, *args):
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                WORKERS, thread_name_prefix="smtpd-%s" % type(self).__name__)
+        self._pool.submit(fn, *args)
+
+    def _on_message(self, session, seq, peer, mailfrom, rcpttos, data, mail_options):
+        self._submit(self._run_message, session, seq, peer, mailfrom, rcpttos, data, mail_options)
+
+    def _on_command(self, session, seq, verb, arg, snapshot):
+        self._submit(self._run_command, session, seq, verb, arg, snapshot)
+
+    def _run_message(self, session, seq, peer, mailfrom, rcpttos, data, mail_options):
+        kwargs = {} if self._decode_data else {"mail_options": mail_options, "rcpt_options": []}
+        try:
+            status = self.process_message(peer, mailfrom, rcpttos, data, **kwargs)
+        except Exception:
+            logger.exception("process_message raised; the client gets 451 4.3.0")
+            session.answer(seq, 451, "4.3.0", ("Error: the message could not be processed",))
+            return
+        self._answer(session, seq, status, "process_message")
+
+    def _run_command(self, session, seq, verb, arg, snapshot):
+        try:
+            channel = session.channel
+            if channel is None:
+                peer, local = snapshot[0], snapshot[1]
+                channel = self.channel_class(self, Conn(peer, local), peer, self.data_size_limit,
+                                             self._map, self.enable_SMTPUTF8, self._decode_data)
+                session.channel = channel
+            channel._begin(verb, snapshot)
+            getattr(channel, "smtp_" + verb)(arg)
+        except Exception:
+            logger.exception("smtp_%s raised; the client gets 451 4.3.0", verb)
+            session.answer(seq, 451, "4.3.0", ("Error: the command failed",))
+            return
+        if channel._builtin is not None:
+            session.run_builtin(seq, channel._builtin)
+        elif channel._replies:
+            self._answer(session, seq, "\r\n".join(channel._replies), "smtp_" + verb, True)
+        else:
+            session.answer(seq, 250, None, (None,))
+
+    def _answer(self, session, seq, status, where, allow_3xx=False):
+        if not status:
+            session.answer(seq, 250, None, ("OK",))
+            return
+        try:
+            code, enhanced, lines = _reply.parse(status, allow_3xx)
+        except ValueError as e:
+            logger.error("%s gave the invalid reply %r (%s); the client gets 451", where, status, e)
+            session.answer(seq, 451, "4.3.0", ("Error: the server gave an invalid reply",))
+            return
+        session.answer(seq, code, enhanced, lines)
+
+    # API for "doing something useful with the message"
+    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+        """Override this abstract method to handle messages from the client.
+
+        peer is a tuple containing (ipaddr, port) of the client that made the
+        socket connection to our smtp port.
+
+        mailfrom is the raw address the client claims the message is coming
+        from ('' for the null reverse-path <>).
+
+        rcpttos is a list of raw addresses the client wishes to deliver the
+        message to.
+
+        data is the message: bytes, or str when decode_data=True was given,
+        dot-unstuffed (RFC 5321 4.5.2), with its CRLF line ends.
+
+        kwargs is empty if decode_data=True was given, otherwise it holds
+            'mail_options': list of parameters to the mail command, upper-
+                            cased, e.g. ['BODY=8BITMIME', 'SMTPUTF8'].
+            'rcpt_options': same, for the rcpt command.
+
+        Return None for a normal '250 OK' reply, otherwise the reply string
+        in RFC 5321 form. It runs on a worker thread (WORKERS per server).
+        """
+        raise NotImplementedError
+
+
+class DebuggingServer(SMTPServer):
+    """Prints each message to standard output (in C, as the smtpd program
+    does). A subclass that overrides process_message gets the seed's Python
+    printing from super().process_message()."""
+
+    _engine = _smtpd.ENGINE_DEBUGGING
+
+    def _engine_for(self):
+        if type(self).process_message is not DebuggingServer.process_message:
+            return _smtpd.ENGINE_PYTHON
+        return self._engine
+
+    def _print_message_content(self, peer, data):
+        inheaders = 1
+        lines = data.splitlines()
+        for line in lines:
+            # headers first
+            if inheaders and not line:
+                peerheader = "X-Peer: " + peer[0]
+                if not isinstance(data, str):
+                    peerheader = repr(peerheader.encode("utf-8"))
+                print(peerheader)
+                inheaders = 0
+            if not isinstance(data, str):
+                line = repr(line)
+            print(line)
+
+    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+        print("---------- MESSAGE FOLLOWS ----------")
+        if kwargs:
+            if kwargs.get("mail_options"):
+                print("mail options: %s" % kwargs["mail_options"])
+            if kwargs.get("rcpt_options"):
+                print("rcpt options: %s\n" % kwargs["rcpt_options"])
+        self._print_message_content(peer, data)
+        print("------------ END MESSAGE ------------")
+
+
+class PureProxy(SMTPServer):
+    """Relays to the smarthost remoteaddr, in real time (libsmtpd's relay):
+    each RCPT is the smarthost's answer, and 250 comes only once it took
+    the message. Only clients in relay_networks (loopback by default) may
+    relay. process_message is not called."""
+
+    _engine = _smtpd.ENGINE_RELAY
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("enable_SMTPUTF8") or (len(args) > 4 and args[4]):
+            raise ValueError("%s does not support SMTPUTF8." % type(self).__name__)
+        if type(self).process_message is not SMTPServer.process_message:
+            raise TypeError("%s relays in C and never calls process_message; subclass"
+                            " SMTPServer to handle messages in Python" % type(self).__name__)
+        super().__init__(*args, **kwargs)
+
+
+class MailmanProxy(PureProxy):
+    """PureProxy that first asks Mailman 3's LMTP server (mailman_lmtp,
+    default 127.0.0.1:8024) about each recipient: list mail goes to Mailman,
+    the rest to the smarthost."""
+
+    def __init__(self, *args, mailman_lmtp="127.0.0.1:8024", **kwargs):
+        super().__init__(*args, mailman_lmtp=mailman_lmtp, **kwargs)
+
+
+def loop(timeout=30.0, use_poll=False, map=None, count=None):
+    """Run every open server on this thread (asyncore.loop's signature), the
+    GIL released while it waits, until none is open, or for count rounds of
+    at most timeout seconds. use_poll and map are accepted and not needed:
+    one loop serves every server of the process."""
+    _smtpd.loop(float(timeout), -1 if count is None else int(count))
+
+
+def close_all(map=None, ignore_all=False):
+    """Close every open server (asyncore.close_all's signature)."""
+    for server in list(_servers):
+        server.close()
