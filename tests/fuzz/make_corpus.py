@@ -283,3 +283,18 @@ write("channel", "auth-starttls-required", chan(flags=0x0c, seed=(0x4a, 5, 6), d
 write("channel", "auth-failures", chan(flags=0x8c, misc=0x13, seed=(0x5c, 7, 8), data=AUTH_FAILURES))
 write("channel", "auth-failures-no-delay", chan(flags=0x0c, misc=0x03, seed=(0x0d, 9, 1), data=AUTH_FAILURES))
 write("channel", "auth-events", chan(flags=0x20 | 0x80 | 0x0c, seed=(0xdc, 7, 7), data=AUTH_FAILURES * 2))
+
+# ---- proxy: the bytes a connection begins with (a PROXY header, then SMTP) ----
+V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
+V2_TCP4 = bytes([0x21, 0x11, 0, 12, 192, 0, 2, 10, 198, 51, 100, 1, 0xdc, 0x04, 0, 25])
+V2_TCP6 = (bytes([0x21, 0x21, 0, 36]) + bytes([0x20, 0x01, 0x0d, 0xb8] + [0] * 11 + [1])
+           + bytes([0] * 15 + [1]) + bytes([1, 0xbb, 0, 25]))
+write("proxy", "v1-tcp4", b"PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\r\nEHLO c\r\n")
+write("proxy", "v1-tcp6", b"PROXY TCP6 2001:db8::1 ::1 65535 25\r\nEHLO c\r\n")
+write("proxy", "v1-unknown", b"PROXY UNKNOWN\r\nEHLO c\r\n")
+write("proxy", "v2-tcp4", V2_SIG + V2_TCP4 + b"EHLO c\r\n")
+write("proxy", "v2-tcp6", V2_SIG + V2_TCP6 + b"EHLO c\r\n")
+write("proxy", "v2-tlvs", V2_SIG + bytes([0x21, 0x11, 0, 20]) + V2_TCP4[4:]
+      + b"\x01\x00\x02h2\x04\x00\x00" + b"QUIT\r\n")
+write("proxy", "v2-local", V2_SIG + bytes([0x20, 0, 0, 0]) + b"EHLO c\r\n")
+write("proxy", "smtp", b"EHLO c\r\n")
