@@ -397,6 +397,9 @@ static int serve(const struct options *o)
     cfg.log_level = logger.level;
     cfg.require_tls = o->require_tls;
     cfg.tls_handshake_timeout = o->tls_handshake_timeout;
+    cfg.proxy_protocol = o->proxy_protocol;
+    cfg.proxy_networks = o->proxy_networks;
+    cfg.proxy_timeout = o->proxy_timeout;
     cfg.auth_insecure = o->auth_insecure;
     cfg.auth_required = o->auth_required;
     SSL_CTX *tls_ctx = NULL;

@@ -100,6 +100,12 @@ const char options_usage[] =
     "      --pipe-concurrency N\n"
     "                          Pipe: programs running at once (default 4)\n"
     "      --also-maildir DIR  DebuggingServer: also keep each message in Maildir DIR\n"
+    "      --proxy-protocol    every connection begins with a PROXY header (v1 or v2,\n"
+    "                          HAProxy's send-proxy, send-proxy-v2): the client's\n"
+    "                          address in it is the session's\n"
+    "      --proxy-networks CIDR[,CIDR...]\n"
+    "                          who may send a PROXY header (default 127.0.0.0/8,::1)\n"
+    "      --proxy-timeout S   seconds to wait for the PROXY header (default 10)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -140,7 +146,10 @@ enum {
     OPT_PIPE,
     OPT_PIPE_TIMEOUT,
     OPT_PIPE_CONCURRENCY,
-    OPT_ALSO_MAILDIR
+    OPT_ALSO_MAILDIR,
+    OPT_PROXY_PROTOCOL,
+    OPT_PROXY_NETWORKS,
+    OPT_PROXY_TIMEOUT
 };
 
 static const struct option long_opts[] = {
@@ -187,6 +196,9 @@ static const struct option long_opts[] = {
     {"pipe-timeout", required_argument, NULL, OPT_PIPE_TIMEOUT},
     {"pipe-concurrency", required_argument, NULL, OPT_PIPE_CONCURRENCY},
     {"also-maildir", required_argument, NULL, OPT_ALSO_MAILDIR},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"proxy-networks", required_argument, NULL, OPT_PROXY_NETWORKS},
+    {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -305,6 +317,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
         .workers = 1,
         .bare_lf = SMTPD_BARE_LF_NORMALIZE,
         .tls_handshake_timeout = 30,
+        .proxy_timeout = 10,
         .relay_tls = SMTPD_RELAY_TLS_MAY,
         .pipe_timeout = 60,
         .pipe_concurrency = 4,
@@ -353,6 +366,14 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             if (check_networks("relay-networks", optarg, err, errsz) != 0)
                 return -1;
             o->relay_networks = optarg;
+            break;
+        case OPT_PROXY_PROTOCOL:
+            o->proxy_protocol = true;
+            break;
+        case OPT_PROXY_NETWORKS:
+            if (check_networks("proxy-networks", optarg, err, errsz) != 0)
+                return -1;
+            o->proxy_networks = optarg;
             break;
         case OPT_MAILMAN_LMTP:
             if (hostport_problem(optarg, false)) {
@@ -481,6 +502,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             }
             break;
         case OPT_TLS_TIMEOUT:
+        case OPT_PROXY_TIMEOUT:
         case OPT_MAXCONN_IP:
         case OPT_MAX_ERRORS:
         case OPT_MIN_RATE:
@@ -509,7 +531,10 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
                 o->relay_idle_timeout = (unsigned)v;
             else if (c == OPT_TLS_TIMEOUT)
                 o->tls_handshake_timeout = (unsigned)v;
-            else
+            else if (c == OPT_PROXY_TIMEOUT) {
+                o->proxy_timeout = (unsigned)v;
+                o->proxy_timeout_set = true;
+            } else
                 o->data_timeout = (unsigned)v;
             break;
         case ':':
@@ -526,6 +551,10 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
     }
     if (o->smtputf8 && o->decode_data) {
         snprintf(err, errsz, "--decode-data and -u/--smtputf8 cannot be used together");
+        return -1;
+    }
+    if ((o->proxy_networks || o->proxy_timeout_set) && !o->proxy_protocol) {
+        snprintf(err, errsz, "--proxy-networks and --proxy-timeout are for --proxy-protocol");
         return -1;
     }
     if (!o->tls_cert != !o->tls_key) {

@@ -37,6 +37,10 @@ struct options {
     const char *smtps;           /* --smtps HOST:PORT: implicit TLS listener */
     bool require_tls;            /* --require-tls */
     unsigned tls_handshake_timeout;
+    bool proxy_protocol;        /* --proxy-protocol */
+    const char *proxy_networks; /* --proxy-networks, NULL = loopback */
+    unsigned proxy_timeout;     /* --proxy-timeout: seconds */
+    bool proxy_timeout_set;
     const char *auth_file;       /* --auth-file FILE: user:hash lines */
     bool auth_accept_any;        /* --auth-accept-any */
     bool auth_insecure;          /* --auth-insecure */

@@ -186,6 +186,25 @@ struct smtpd_config {
      *  from it waits as long for every AUTH answer, a success included.
      *  0: no delay. Default 1000. */
     unsigned auth_failure_delay;
+    /** Every connection begins with a PROXY protocol header, version 1 or
+     *  2 (HAProxy's "The PROXY protocol" specification; HAProxy's
+     *  send-proxy and send-proxy-v2), sent by a TCP load balancer before
+     *  the client's bytes. The greeting (or the TLS handshake of an
+     *  implicit TLS listener) waits for it; from then on the client's
+     *  address in the header is the session's peer address
+     *  (smtpd_session_peer_addr, struct smtpd_message, the relay decision,
+     *  max_connections_per_ip, the log). A v2 LOCAL header (the balancer's
+     *  health check) keeps the balancer's own address. A connection from
+     *  outside proxy_networks, with a malformed header, or without a
+     *  complete one within proxy_timeout is closed with one log line and
+     *  no reply. Default false. */
+    bool proxy_protocol;
+    /** Who may send a PROXY header: "CIDR[,CIDR...]" (IPv4, IPv6). NULL,
+     *  the default: loopback only ("127.0.0.0/8,::1"). */
+    const char *proxy_networks;
+    /** Seconds a connection may take to send its PROXY header. 0: no
+     *  limit. Default 10. */
+    unsigned proxy_timeout;
 };
 
 /** Fill @p cfg with the defaults documented above. */

@@ -480,11 +480,16 @@ static void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port)
 
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
                       const struct chan_params *params, evutil_socket_t fd,
-                      const struct sockaddr *sa, unsigned long id, bool implicit_tls)
+                      const struct sockaddr *sa, const struct sockaddr *via, unsigned long id,
+                      bool implicit_tls)
 {
-    char peer[64], local[64];
+    char peer[64], local[64], balancer[64];
     struct chan_addrs addrs = {.peer_addr = peer, .local_addr = local};
     sockaddr_text(sa, peer, &addrs.peer_port);
+    if (via) {
+        sockaddr_text(via, balancer, &addrs.via_port);
+        addrs.via_addr = balancer;
+    }
     /* The address the client connected to (smtpd_session_local_addr). */
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss)); /* the analyzer cannot see the kernel fill it */

@@ -15,12 +15,15 @@ struct sockaddr;
 
 struct conn;
 
-/** Take over accepted socket @p fd and start the dialogue; with
- *  @p implicit_tls, the TLS handshake first (server_tls_ctx() must be set).
- *  NULL: no memory (fd closed). */
+/** Take over accepted socket @p fd from client @p sa and start the
+ *  dialogue; with @p implicit_tls, the TLS handshake first (server_tls_ctx()
+ *  must be set). @p via: the load balancer that named @p sa in a PROXY
+ *  header, NULL when @p sa is the socket's own peer. NULL: no memory (fd
+ *  closed). */
 struct conn *conn_new(struct smtpd_server *srv, struct event_base *base,
                       const struct chan_params *params, evutil_socket_t fd,
-                      const struct sockaddr *sa, unsigned long id, bool implicit_tls);
+                      const struct sockaddr *sa, const struct sockaddr *via, unsigned long id,
+                      bool implicit_tls);
 
 /** Server shutdown: see channel_shutdown(). */
 void conn_shutdown(struct conn *c, bool now);

@@ -1,15 +1,17 @@
 /*
  * The listening server (smtpd's SMTPServer): listeners on every address a
- * name resolves to, the connection cap, accept back-pressure on EMFILE and
- * graceful shutdown.
+ * name resolves to, the connection cap, accept back-pressure on EMFILE, the
+ * PROXY protocol header before a connection proper, and graceful shutdown.
  */
 /* accept4() */
 #define _GNU_SOURCE
 #include "auth.h"
 #include "auth_guard.h"
+#include "cidr.h"
 #include "connection.h"
 #include "fqdn.h"
 #include "hostport.h"
+#include "proxy_wait.h"
 #include "smtpd.h"
 #include "starttls.h"
 #include "tls.h"
@@ -36,6 +38,10 @@
 /* Seconds after the grace period that clients get to take their 421. */
 #define LAST_CALL_SECONDS 5
 
+/* smtpd_config.proxy_networks: its default, and how many ranges it holds. */
+#define PROXY_NETWORKS_DEFAULT "127.0.0.0/8,::1"
+#define PROXY_NETWORKS_MAX 64
+
 /* A listening socket and its read event. */
 struct listener {
     evutil_socket_t fd;
@@ -51,6 +57,11 @@ struct smtpd_server {
     size_t n_listeners;
     struct conn *conns;
     size_t n_conns;
+    /* proxy_protocol: connections whose PROXY header is awaited. */
+    struct proxy_wait *waits;
+    size_t n_waits;
+    struct cidr proxy_nets[PROXY_NETWORKS_MAX];
+    size_t n_proxy_nets;
     unsigned long next_id;
     bool shutting_down;
     bool grace_over; /* the grace period passed: next comes the last call */
@@ -100,6 +111,7 @@ void smtpd_config_init(struct smtpd_config *cfg)
     cfg->log_level = SMTPD_LOG_INFO;
     cfg->tls_handshake_timeout = 30;
     cfg->auth_failure_delay = 1000;
+    cfg->proxy_timeout = 10;
 }
 
 static void server_log(const struct smtpd_server *srv, enum smtpd_log_level level, const char *fmt,
@@ -158,6 +170,18 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
         return NULL;
     }
     srv->params.cfg.hostname = srv->hostname;
+    if (cfg->proxy_protocol) {
+        int n = cidr_parse_list(cfg->proxy_networks ? cfg->proxy_networks : PROXY_NETWORKS_DEFAULT,
+                                srv->proxy_nets, PROXY_NETWORKS_MAX);
+        if (n < 0) {
+            free(srv->hostname);
+            free(srv);
+            *err = SMTPD_ERR_CONFIG;
+            return NULL;
+        }
+        srv->n_proxy_nets = (size_t)n;
+    }
+    srv->params.cfg.proxy_networks = NULL; /* parsed: not kept */
     /* The file names are not kept: the context holds what they had. */
     srv->params.cfg.tls_cert_file = srv->params.cfg.tls_key_file = NULL;
     if (cfg->tls_ctx) {
@@ -262,14 +286,27 @@ static void accept_pause(struct smtpd_server *srv, int e)
     }
 }
 
+/* The numeric address of @p sa into @p addr (INET6_ADDRSTRLEN bytes; ""
+ * for another family); @return its port. */
+static unsigned sa_addr(const struct sockaddr *sa, char *addr)
+{
+    addr[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, INET6_ADDRSTRLEN);
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, INET6_ADDRSTRLEN);
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
+
 /* Clients connected now from the address in @p sa. */
 static unsigned count_from(const struct smtpd_server *srv, const struct sockaddr *sa)
 {
-    char addr[INET6_ADDRSTRLEN] = "";
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+    char addr[INET6_ADDRSTRLEN];
+    sa_addr(sa, addr);
     unsigned n = 0;
     for (const struct conn *c = srv->conns; c; c = conn_next(c))
         n += strcmp(conn_peer_addr(c), addr) == 0;
@@ -289,30 +326,118 @@ static void refuse(evutil_socket_t fd, bool tls)
     evutil_closesocket(fd);
 }
 
-static void accept_conn(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        bool tls)
+/* The session for client @p sa (via balancer @p via, or NULL), once the
+ * per-address cap allows it. */
+static void admit(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                  const struct sockaddr *via, bool tls)
 {
-    unsigned max = srv->params.cfg.max_connections;
     unsigned per_ip = srv->params.cfg.max_connections_per_ip;
-    if (srv->shutting_down || (max && srv->n_conns >= max)) {
-        refuse(fd, tls);
-        server_log(srv, SMTPD_LOG_WARNING, "connection refused: %zu clients (limit %u)",
-                   srv->n_conns, max);
-        return;
-    }
     if (per_ip && count_from(srv, sa) >= per_ip) {
         refuse(fd, tls);
         server_log(srv, SMTPD_LOG_WARNING, "connection refused: %u clients from one address",
                    per_ip);
         return;
     }
-    struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, ++srv->next_id, tls);
+    struct conn *c = conn_new(srv, srv->base, &srv->params, fd, sa, via, ++srv->next_id, tls);
     if (!c) {
         server_log(srv, SMTPD_LOG_ERROR, "out of memory for a new client");
         return;
     }
     conn_link(c, &srv->conns);
     srv->n_conns++;
+}
+
+/* A connection or a PROXY wait ended: room for the next client. */
+static void slot_freed(struct smtpd_server *srv)
+{
+    if (srv->accept_paused && !srv->shutting_down)
+        pause_accept(srv, false);
+    if (srv->shutting_down && srv->n_conns == 0 && srv->grace_ev)
+        event_del(srv->grace_ev);
+}
+
+static void unlink_wait(struct smtpd_server *srv, struct proxy_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        srv->waits = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    srv->n_waits--;
+}
+
+static void proxy_done(void *arg, struct proxy_wait *w, const char *error)
+{
+    struct smtpd_server *srv = arg;
+    unlink_wait(srv, w);
+    if (error) {
+        char from[INET6_ADDRSTRLEN];
+        unsigned port = sa_addr((const struct sockaddr *)&w->balancer, from);
+        server_log(srv, SMTPD_LOG_WARNING, "connection from %s:%u closed: %s", from, port, error);
+    } else {
+        evutil_socket_t fd = w->fd;
+        w->fd = -1; /* the connection's now */
+        admit(srv, fd, (const struct sockaddr *)&w->client, (const struct sockaddr *)&w->balancer,
+              w->implicit_tls);
+    }
+    proxy_wait_free(w);
+    slot_freed(srv);
+}
+
+/* proxy_protocol: only a balancer in proxy_networks may connect; its
+ * connection is a session once its PROXY header is in (proxy_done). */
+static void await_proxy_header(struct smtpd_server *srv, evutil_socket_t fd,
+                               const struct sockaddr *sa, bool tls)
+{
+    char addr[INET6_ADDRSTRLEN];
+    unsigned port = sa_addr(sa, addr);
+    if (!cidr_match(srv->proxy_nets, srv->n_proxy_nets, addr)) {
+        evutil_closesocket(fd);
+        server_log(srv, SMTPD_LOG_WARNING,
+                   "connection from %s:%u closed: not in the networks allowed to send a PROXY "
+                   "header",
+                   addr, port);
+        return;
+    }
+    struct proxy_wait *w =
+        proxy_wait_new(srv->base, fd, sa, tls, srv->params.cfg.proxy_timeout, proxy_done, srv);
+    if (!w) {
+        server_log(srv, SMTPD_LOG_ERROR, "out of memory for a new client");
+        return;
+    }
+    w->next = srv->waits;
+    if (srv->waits)
+        srv->waits->prev = w;
+    srv->waits = w;
+    srv->n_waits++;
+}
+
+static void accept_conn(struct smtpd_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                        bool tls)
+{
+    unsigned max = srv->params.cfg.max_connections;
+    if (srv->shutting_down || (max && srv->n_conns + srv->n_waits >= max)) {
+        refuse(fd, tls);
+        server_log(srv, SMTPD_LOG_WARNING, "connection refused: %zu clients (limit %u)",
+                   srv->n_conns + srv->n_waits, max);
+        return;
+    }
+    if (srv->params.cfg.proxy_protocol)
+        await_proxy_header(srv, fd, sa, tls);
+    else
+        admit(srv, fd, sa, NULL, tls);
+}
+
+/* Server shutdown and teardown: a connection still without its PROXY
+ * header has had no greeting; it is closed at once. */
+static void close_waits(struct smtpd_server *srv)
+{
+    while (srv->waits) {
+        struct proxy_wait *w = srv->waits;
+        unlink_wait(srv, w);
+        proxy_wait_free(w);
+    }
 }
 
 static void listener_ready(evutil_socket_t lfd, short what, void *arg)
@@ -344,10 +469,7 @@ static void listener_ready(evutil_socket_t lfd, short what, void *arg)
 void server_conn_closed(struct smtpd_server *srv)
 {
     srv->n_conns--;
-    if (srv->accept_paused && !srv->shutting_down)
-        pause_accept(srv, false);
-    if (srv->shutting_down && srv->n_conns == 0 && srv->grace_ev)
-        event_del(srv->grace_ev);
+    slot_freed(srv);
 }
 
 static int listen_socket(const struct addrinfo *ai, bool reuse_port)
@@ -533,6 +655,7 @@ void smtpd_server_shutdown(struct smtpd_server *srv, unsigned grace_seconds)
     srv->shutting_down = true;
     server_log(srv, SMTPD_LOG_INFO, "shutting down: %zu clients", srv->n_conns);
     close_listeners(srv);
+    close_waits(srv);
     if (srv->retry_ev)
         event_del(srv->retry_ev);
     for (struct conn *c = srv->conns; c; c = conn_next(c))
@@ -551,6 +674,7 @@ void smtpd_server_free(struct smtpd_server *srv)
         return;
     srv->shutting_down = true;
     close_listeners(srv);
+    close_waits(srv);
     while (srv->conns)
         conn_free(srv->conns);
     if (srv->grace_ev)

@@ -74,6 +74,7 @@ struct smtpd_session {
     unsigned long id;
     void *user_data;
     char peer_addr[64];
+    char via[80]; /* " via proxy ADDR:PORT" (chan_addrs.via_addr), or "" */
     char local_addr[64];
     uint16_t peer_port;
     uint16_t local_port;
@@ -496,8 +497,8 @@ void channel_start(struct smtpd_session *s)
 {
     const struct smtpd_handler *h = &s->params->handler;
     if (!s->started) {
-        smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u%s", s->peer_addr, s->peer_port,
-                          s->tls ? " (implicit TLS)" : "");
+        smtpd_session_log(s, SMTPD_LOG_INFO, "connect from %s:%u%s%s", s->peer_addr, s->peer_port,
+                          s->via, s->tls ? " (implicit TLS)" : "");
         if (s->tls)
             log_tls(s);
     }
@@ -1653,6 +1654,8 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     s->peer_port = addrs->peer_port;
     snprintf(s->local_addr, sizeof(s->local_addr), "%s", addrs->local_addr);
     s->local_port = addrs->local_port;
+    if (addrs->via_addr)
+        snprintf(s->via, sizeof(s->via), " via proxy %s:%u", addrs->via_addr, addrs->via_port);
     s->state = ST_COMMAND;
     line_reader_init(&s->lr);
     return s;

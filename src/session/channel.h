@@ -75,6 +75,10 @@ struct chan_addrs {
     uint16_t peer_port;
     const char *local_addr;
     uint16_t local_port;
+    /* The load balancer that sent a PROXY header for the peer, for the
+     * connect log line; NULL: none. */
+    const char *via_addr;
+    uint16_t via_port;
 };
 
 /** Create a channel for a client. The addresses are copied. NULL: no memory. */

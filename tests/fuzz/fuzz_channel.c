@@ -1188,7 +1188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool events = flags & 32;
     unsigned chunk_mode = flags >> 6;
 
-    const struct chan_addrs addrs = {PEER, 2525, "192.0.2.25", 25};
+    const struct chan_addrs addrs = {PEER, 2525, "192.0.2.25", 25, NULL, 0};
     h.s = channel_new(&params, &transport, &h, &addrs, 1);
     FUZZ_CHECK(h.s != NULL);
     FUZZ_CHECK(channel_phase(h.s) == PHASE_COMMAND);

@@ -299,7 +299,7 @@ void expect_replies(struct fx *f, const char *codes)
 
 void fx_start(struct fx *f)
 {
-    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT};
+    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT, NULL, 0};
     f->s = channel_new(&f->params, &fake_transport, &f->io, &addrs, 7);
     assert_non_null(f->s);
     channel_start(f->s);

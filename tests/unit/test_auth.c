@@ -160,7 +160,7 @@ static int teardown_auth(void **state)
 /* Start as implicit TLS does (the handshake before the greeting). */
 static void start_tls(struct fx *f)
 {
-    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT};
+    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT, NULL, 0};
     f->s = channel_new(&f->params, &fake_transport, &f->io, &addrs, 7);
     assert_non_null(f->s);
     channel_tls_started(f->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);

@@ -167,7 +167,7 @@ static void test_require_tls_counts_errors(void **state)
 static void test_implicit_tls(void **state)
 {
     struct fx *f = *state;
-    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT};
+    const struct chan_addrs addrs = {PEER, PEER_PORT, LOCAL, LOCAL_PORT, NULL, 0};
     f->s = channel_new(&f->params, &fake_transport, &f->io, &addrs, 7);
     assert_non_null(f->s);
     channel_tls_started(f->s, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256);
