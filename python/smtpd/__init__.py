@@ -6,9 +6,10 @@ PureProxy, MailmanProxy, DEBUGSTREAM, and loop() in place of asyncore.loop().
 The SMTP dialogue is libsmtpd's (RFC 5321, SIZE, 8BITMIME, SMTPUTF8,
 PIPELINING), run by a C event loop; Python code runs on worker threads:
 
-* process_message() and smtp_<VERB> methods run on a pool of WORKERS (4)
-  threads per server, so a slow one never stalls the other clients; the
-  session waits for its answer.
+* process_message() runs on WORKERS (4) threads per server, and a channel's
+  smtp_<VERB> methods on WORKERS threads of their own, so a slow one never
+  stalls the dialogues of the other clients; its session waits for its
+  answer, and a fifth slow call waits for a thread.
 * process_message() returns None (250) or a reply string, "550 5.1.1 No
   such user" or several "NNN-text" lines ending in "NNN text"; an invalid
   string gives the client 451 and a log line, an exception 451 4.3.0 and the
@@ -20,9 +21,10 @@ PIPELINING), run by a C event loop; Python code runs on worker threads:
   message; relaying only for relay_networks, loopback by default).
 """
 
-import concurrent.futures
 import logging
+import queue
 import sys
+import threading
 import time
 import weakref
 
@@ -37,7 +39,7 @@ __version__ = "libsmtpd " + _smtpd.VERSION
 program = "python -m smtpd"
 NEWLINE = "\n"
 COMMASPACE = ", "
-WORKERS = 4  # process_message / smtp_<VERB> calls running at once, per server
+WORKERS = 4  # process_message calls running at once, per server (and smtp_<VERB> calls)
 
 logger = logging.getLogger("smtpd")
 
@@ -74,6 +76,9 @@ def _log_level():
 
 
 def _hostport(addr):
+    """(host, port), as the seed's socket addresses: "host:port"."""
+    if not isinstance(addr, (tuple, list)) or len(addr) != 2 or not isinstance(addr[0], str):
+        raise TypeError("an address is a (host, port) tuple, not %r" % (addr,))
     host, port = addr[0], int(addr[1])
     if ":" in host:
         host = "[%s]" % host
@@ -83,6 +88,38 @@ def _hostport(addr):
 def _split_hostport(text):
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+class _Workers:
+    """WORKERS daemon threads running fn(*item) for each item put in the
+    queue. The C half puts the items itself (SimpleQueue.put is C code, so
+    no Python code, and no signal handler, runs inside a libsmtpd callback).
+    Not concurrent.futures: its pool refuses work once the main thread has
+    ended, while a loop() on another thread still serves."""
+
+    def __init__(self, fn, name):
+        self.queue = queue.SimpleQueue()
+        self._fn = fn
+        self._threads = [threading.Thread(target=self._run, name="%s-%d" % (name, i), daemon=True)
+                         for i in range(WORKERS)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            try:
+                self._fn(*item)
+            except BaseException:  # noqa: B902 - nothing above a worker would see it
+                logger.exception("smtpd worker: unexpected error")
+
+    def stop(self):
+        """The threads end once they have taken what is queued (whose
+        answers the closed sessions drop)."""
+        for _ in self._threads:
+            self.queue.put(None)
 
 
 class _ListeningSocket:
@@ -115,14 +152,26 @@ class SMTPServer:
         if enable_SMTPUTF8 and decode_data:
             raise ValueError("decode_data and enable_SMTPUTF8 cannot"
                              " be set to True at the same time")
-        self._pool = None
+        if hostname is not None and (not isinstance(hostname, str) or not hostname
+                                     or not hostname.isprintable() or " " in hostname):
+            raise ValueError("hostname must be a non-empty name without spaces or controls")
         upstream = _hostport(remoteaddr) if self._engine == _smtpd.ENGINE_RELAY else None
-        self._core = _smtpd.Server(
-            self, self._engine_for(), _hostport(localaddr), data_size_limit=data_size_limit or 0,
-            smtputf8=bool(enable_SMTPUTF8), decode_data=bool(decode_data), hostname=hostname,
-            log_level=_log_level(), verbs=command_verbs(self.channel_class), upstream=upstream,
-            relay_networks=relay_networks, mailman_lmtp=mailman_lmtp,
-            mailman_domains=mailman_domains)
+        verbs = command_verbs(self.channel_class)
+        engine = self._engine_for()
+        self._pools = []
+        if engine == _smtpd.ENGINE_PYTHON:
+            self._pools.append(_Workers(self._run_message, "smtpd-%s" % type(self).__name__))
+            self._on_message = self._pools[-1].queue.put
+        if verbs:
+            self._pools.append(_Workers(self._run_command, "smtpd-%s-cmd" % type(self).__name__))
+            self._on_command = self._pools[-1].queue.put
+        try:
+            self._core = self._make_core(engine, localaddr, data_size_limit, enable_SMTPUTF8,
+                                         decode_data, hostname, verbs, upstream, relay_networks,
+                                         mailman_lmtp, mailman_domains)
+        except BaseException:
+            self._stop_pools()
+            raise
         self.socket = _ListeningSocket(self)
         self.addr = self.socket.getsockname()
         _servers.add(self)
@@ -131,6 +180,20 @@ class SMTPServer:
         print("%s started at %s\n\tLocal addr: %s\n\tRemote addr:%s" % (
             self.__class__.__name__, time.ctime(time.time()), localaddr, remoteaddr),
             file=DEBUGSTREAM)
+
+    def _make_core(self, engine, localaddr, data_size_limit, enable_SMTPUTF8, decode_data,
+                   hostname, verbs, upstream, relay_networks, mailman_lmtp, mailman_domains):
+        return _smtpd.Server(
+            self, engine, _hostport(localaddr), data_size_limit=data_size_limit or 0,
+            smtputf8=bool(enable_SMTPUTF8), decode_data=bool(decode_data), hostname=hostname,
+            log_level=_log_level(), verbs=verbs, upstream=upstream,
+            relay_networks=relay_networks, mailman_lmtp=mailman_lmtp,
+            mailman_domains=mailman_domains)
+
+    def _stop_pools(self):
+        for pool in self._pools:
+            pool.stop()
+        self._pools = []
 
     def _engine_for(self):
         return self._engine
@@ -145,33 +208,24 @@ class SMTPServer:
         """Stop listening and end every session. From any thread; while loop()
         runs elsewhere, it returns once the loop thread has done it."""
         self._core.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_pools()
         if self._map is not None:
             self._map.pop(id(self), None)
 
-    # The C half calls these on the loop thread; the work goes to the pool.
-    def _submit(self, fn, *args):
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                WORKERS, thread_name_prefix="smtpd-%s" % type(self).__name__)
-        self._pool.submit(fn, *args)
-
-    def _on_message(self, session, seq, peer, mailfrom, rcpttos, data, mail_options):
-        self._submit(self._run_message, session, seq, peer, mailfrom, rcpttos, data, mail_options)
-
-    def _on_command(self, session, seq, verb, arg, snapshot):
-        self._submit(self._run_command, session, seq, verb, arg, snapshot)
-
+    # The C half puts (session, seq, ...) into the queue of a _Workers
+    # (self._on_message, self._on_command); a worker thread runs these. Every
+    # way out answers the session once: whatever the user's code raises
+    # (SystemExit and KeyboardInterrupt too: on a worker thread they would
+    # only end it) is a 451 and a traceback in the log.
     def _run_message(self, session, seq, peer, mailfrom, rcpttos, data, mail_options):
         kwargs = {} if self._decode_data else {"mail_options": mail_options, "rcpt_options": []}
         try:
             status = self.process_message(peer, mailfrom, rcpttos, data, **kwargs)
-        except Exception:
+            reply = self._reply(status, "process_message")
+        except BaseException:  # noqa: B902 - see above
             logger.exception("process_message raised; the client gets 451 4.3.0")
-            session.answer(seq, 451, "4.3.0", ("Error: the message could not be processed",))
-            return
-        self._answer(session, seq, status, "process_message")
+            reply = (451, "4.3.0", ("Error: the message could not be processed",))
+        session.answer(seq, *reply)
 
     def _run_command(self, session, seq, verb, arg, snapshot):
         try:
@@ -183,28 +237,32 @@ class SMTPServer:
                 session.channel = channel
             channel._begin(verb, snapshot)
             getattr(channel, "smtp_" + verb)(arg)
-        except Exception:
+            builtin, replies = channel._builtin, channel._replies
+            if builtin is not None and replies:
+                logger.warning("smtp_%s pushed %r and ran the built-in command: the built-in"
+                               " command's reply is sent, the pushed lines are dropped",
+                               verb, replies)
+            if builtin is not None:
+                session.run_builtin(seq, builtin)
+                return
+            reply = (self._reply("\r\n".join(replies), "smtp_" + verb, True) if replies
+                     else (250, None, (None,)))
+        except BaseException:  # noqa: B902 - see above
             logger.exception("smtp_%s raised; the client gets 451 4.3.0", verb)
-            session.answer(seq, 451, "4.3.0", ("Error: the command failed",))
-            return
-        if channel._builtin is not None:
-            session.run_builtin(seq, channel._builtin)
-        elif channel._replies:
-            self._answer(session, seq, "\r\n".join(channel._replies), "smtp_" + verb, True)
-        else:
-            session.answer(seq, 250, None, (None,))
+            reply = (451, "4.3.0", ("Error: the command failed",))
+        session.answer(seq, *reply)
 
-    def _answer(self, session, seq, status, where, allow_3xx=False):
+    @staticmethod
+    def _reply(status, where, allow_3xx=False):
+        """(code, enhanced, lines) for what process_message returned or a
+        channel pushed; an invalid reply is 451, with an error log line."""
         if not status:
-            session.answer(seq, 250, None, ("OK",))
-            return
+            return 250, None, ("OK",)
         try:
-            code, enhanced, lines = _reply.parse(status, allow_3xx)
-        except ValueError as e:
+            return _reply.parse(status, allow_3xx)
+        except Exception as e:  # ValueError, or a str subclass that misbehaves
             logger.error("%s gave the invalid reply %r (%s); the client gets 451", where, status, e)
-            session.answer(seq, 451, "4.3.0", ("Error: the server gave an invalid reply",))
-            return
-        session.answer(seq, code, enhanced, lines)
+            return 451, "4.3.0", ("Error: the server gave an invalid reply",)
 
     # API for "doing something useful with the message"
     def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):

@@ -62,10 +62,13 @@ class SMTPChannel:
         self._builtin = None
 
     def push(self, msg):
-        """Add a line to the reply of the command being run."""
+        """Add a line to the reply of the command being run (str, or bytes
+        in UTF-8)."""
         if isinstance(msg, bytes):
             msg = msg.decode("utf-8", "replace")
-        self._replies.append(msg)
+        if not isinstance(msg, str):
+            raise TypeError("push() takes str or bytes, not %s" % type(msg).__name__)
+        self._replies.append(str(msg))
 
     def _begin(self, verb, snapshot):
         (_peer, _local, self.seen_greeting, self.extended_smtp, self.mailfrom, self.rcpttos,

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -14,6 +15,9 @@
 
 /* The process's one loop. Fields are used with the GIL held, except `mu`
  * and `cond`, which let close() wait without it. */
+/* Seconds: a loop() round longer than this has no timer of its own. */
+#define ROUND_MAX 86400.0
+
 static struct {
     struct event_base *base;
     struct event *wake;    /* made active by pyloop_queue(), from any thread */
@@ -25,6 +29,8 @@ static struct {
     PyObject *log_fn;  /* smtpd._log(level, line), or NULL */
     bool running;
     unsigned long loop_thread; /* PyThread ident of loop()'s thread */
+    unsigned closing;          /* pyloop_close_begin() without its end; under mu */
+    PyObject *pending[3];      /* pyloop_python_failed(): loop() raises it */
     pthread_mutex_t mu;
     pthread_cond_t cond;
 } L = {.sigpipe = {-1, -1}, .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -87,6 +93,64 @@ void pyloop_wait_closed(ServerObject *so)
         pthread_cond_wait(&L.cond, &L.mu);
     pthread_mutex_unlock(&L.mu);
     Py_END_ALLOW_THREADS;
+}
+
+void pyloop_close_begin(void)
+{
+    pthread_mutex_lock(&L.mu);
+    L.closing++;
+    pthread_mutex_unlock(&L.mu);
+}
+
+void pyloop_close_end(void)
+{
+    pthread_mutex_lock(&L.mu);
+    L.closing--;
+    pthread_cond_broadcast(&L.cond);
+    pthread_mutex_unlock(&L.mu);
+}
+
+/* Wait until no close() is under way. It is started with the GIL held and
+ * loop() not running; so once this returns, with the GIL, none can start
+ * before loop() sets L.running. */
+static void wait_for_closes(void)
+{
+    for (;;) {
+        pthread_mutex_lock(&L.mu);
+        bool busy = L.closing > 0;
+        pthread_mutex_unlock(&L.mu);
+        if (!busy)
+            return;
+        Py_BEGIN_ALLOW_THREADS;
+        pthread_mutex_lock(&L.mu);
+        while (L.closing > 0)
+            pthread_cond_wait(&L.cond, &L.mu);
+        pthread_mutex_unlock(&L.mu);
+        Py_END_ALLOW_THREADS;
+    }
+}
+
+void pyloop_python_failed(PyObject *where)
+{
+    if (pyloop_on_loop_thread() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        if (!L.pending[0])
+            PyErr_Fetch(&L.pending[0], &L.pending[1], &L.pending[2]);
+        else
+            PyErr_Clear();
+        event_base_loopbreak(L.base);
+        return;
+    }
+    PyErr_WriteUnraisable(where);
+}
+
+/* The error pyloop_python_failed() kept, set again; @return whether there was one. */
+static bool raise_pending(void)
+{
+    if (!L.pending[0])
+        return false;
+    PyErr_Restore(L.pending[0], L.pending[1], L.pending[2]);
+    L.pending[0] = L.pending[1] = L.pending[2] = NULL;
+    return true;
 }
 
 /* Hand every queued item to libsmtpd: answers to their sessions, close
@@ -180,30 +244,44 @@ static PyObject *py_loop(PyObject *mod, PyObject *args)
     long count;
     if (!PyArg_ParseTuple(args, "dl:loop", &timeout, &count))
         return NULL;
+    if (isnan(timeout)) {
+        PyErr_SetString(PyExc_ValueError, "smtpd.loop(): timeout is NaN");
+        return NULL;
+    }
+    wait_for_closes();
     if (L.running) {
         PyErr_SetString(PyExc_RuntimeError, "smtpd.loop() is already running");
         return NULL;
     }
+    /* Set before anything below calls Python (and so may let a close() in). */
+    L.running = true;
+    L.loop_thread = PyThread_get_thread_ident();
     if (timeout < 0)
         timeout = 0;
-    struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    /* A round longer than a day (or an infinite one) has no timer: it ends
+     * when something happens. */
+    bool timed = timeout <= ROUND_MAX;
+    struct timeval tv = {0, 0};
+    if (timed) {
+        tv.tv_sec = (time_t)timeout;
+        tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+    }
     bool main = on_main_thread();
     int old_wakeup = -1;
     if (main) {
         old_wakeup = set_wakeup_fd(L.sigpipe[1]);
         event_add(L.signals, NULL);
     }
-    L.running = true;
-    L.loop_thread = PyThread_get_thread_ident();
     int failed = 0;
     for (long round = 0; PyList_GET_SIZE(L.servers) > 0 && (count < 0 || round < count); round++) {
-        evtimer_add(L.timer, &tv);
+        if (timed)
+            evtimer_add(L.timer, &tv);
         Py_BEGIN_ALLOW_THREADS;
         event_base_loop(L.base, EVLOOP_ONCE);
         Py_END_ALLOW_THREADS;
         evtimer_del(L.timer);
         drain();
-        if (main && PyErr_CheckSignals() < 0) {
+        if (raise_pending() || (main && PyErr_CheckSignals() < 0)) {
             failed = 1;
             break;
         }
@@ -212,6 +290,14 @@ static PyObject *py_loop(PyObject *mod, PyObject *args)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     drain();
+    if (!type && raise_pending()) {
+        PyErr_Fetch(&type, &value, &tb);
+        failed = 1;
+    } else {
+        Py_CLEAR(L.pending[0]);
+        Py_CLEAR(L.pending[1]);
+        Py_CLEAR(L.pending[2]);
+    }
     pthread_mutex_lock(&L.mu);
     L.running = false;
     pthread_cond_broadcast(&L.cond);

@@ -48,6 +48,7 @@ typedef struct server_object {
     enum engine engine;
     bool decode_data;
     bool close_queued;
+    bool closing; /* server_close_now() is under way (it runs Python) */
 } ServerObject;
 
 /* _smtpd.Session: a client session as Python code sees it. */
@@ -83,6 +84,16 @@ PyObject *pyloop_log_fn(void);
 /* Wait, the GIL released, until @p so has closed on the loop thread, or
  * until loop() has stopped. */
 void pyloop_wait_closed(ServerObject *so);
+/* Around a close() made while loop() is not running: loop() does not start
+ * on another thread until it is over (the sessions' on_close run Python,
+ * which lets other threads in while libsmtpd frees the server). */
+void pyloop_close_begin(void);
+void pyloop_close_end(void);
+/* A call into Python made inside a libevent callback failed (the error is
+ * set). On the loop thread a KeyboardInterrupt or SystemExit (a signal
+ * handler ran there) ends the round and loop() raises it; anything else
+ * goes to sys.unraisablehook with @p where. Clears the error. */
+void pyloop_python_failed(PyObject *where);
 
 /* server.c */
 void server_close_now(ServerObject *so);

@@ -21,7 +21,7 @@ static void log_cb(void *arg, enum smtpd_log_level level, const char *line)
         if (r)
             Py_DECREF(r);
         else
-            PyErr_WriteUnraisable(fn);
+            pyloop_python_failed(fn);
     }
     PyGILState_Release(g);
 }
@@ -46,9 +46,10 @@ static PyObject *strv(const char *const *v, size_t n)
     return list;
 }
 
-/* Call target.<method>(session, seq, *args) for a callback of @p s that is
- * to be answered later. @return SMTPD_PENDING, or SMTPD_DONE after a 451
- * when Python failed (the traceback goes to stderr). GIL held. */
+/* Call target.<method>((session, seq, *args)) for a callback of @p s that
+ * is to be answered later: the method is the put() of a worker queue (C
+ * code, so no Python code runs in this libsmtpd callback). @return
+ * SMTPD_PENDING, or SMTPD_DONE after a 451 when Python failed. GIL held. */
 static enum smtpd_verdict dispatch(ServerObject *so, struct smtpd_session *s, const char *method,
                                    PyObject *args)
 {
@@ -62,7 +63,7 @@ static enum smtpd_verdict dispatch(ServerObject *so, struct smtpd_session *s, co
         PyObject *all = head ? PySequence_Concat(head, args) : NULL;
         PyObject *fn = name ? PyObject_GetAttr(so->target, name) : NULL;
         if (fn && all)
-            r = PyObject_Call(fn, all, NULL);
+            r = PyObject_CallOneArg(fn, all);
         Py_XDECREF(fn);
         Py_XDECREF(all);
         Py_XDECREF(head);
@@ -77,7 +78,7 @@ static enum smtpd_verdict dispatch(ServerObject *so, struct smtpd_session *s, co
         return SMTPD_PENDING;
     }
     if (PyErr_Occurred())
-        PyErr_Print();
+        pyloop_python_failed(so->target);
     session_fail(s, "the Python server could not take the callback");
     return SMTPD_DONE;
 }
@@ -344,8 +345,9 @@ static int Server_init(ServerObject *so, PyObject *args, PyObject *kw)
 
 void server_close_now(ServerObject *so)
 {
-    if (!so->srv)
-        return;
+    if (!so->srv || so->closing)
+        return; /* closed, or being closed by a caller the GIL left for a while */
+    so->closing = true;
     Py_INCREF(so);
     /* on_close of each session runs now (w_close), the GIL held. */
     smtpd_server_free(so->srv);
@@ -371,7 +373,9 @@ static PyObject *Server_close(ServerObject *so, PyObject *noargs)
     if (!so->srv)
         Py_RETURN_NONE;
     if (!pyloop_running()) {
+        pyloop_close_begin();
         server_close_now(so);
+        pyloop_close_end();
         Py_RETURN_NONE;
     }
     if (!so->close_queued) {
@@ -471,10 +475,11 @@ PyTypeObject Server_Type = {
               "hostname, log_level, verbs, upstream, relay_networks, mailman_lmtp,\n"
               "mailman_domains)\n\n"
               "An smtpd_server listening on 'host:port' listen, on the module's loop.\n"
-              "engine ENGINE_PYTHON calls target._on_message(session, seq, peer,\n"
-              "mailfrom, rcpttos, data, mail_options) for each message; every verb of\n"
-              "verbs is a command that calls target._on_command(session, seq, verb,\n"
-              "arg, snapshot). Both answer later with session.answer(seq, ...).",
+              "engine ENGINE_PYTHON calls target._on_message((session, seq, peer,\n"
+              "mailfrom, rcpttos, data, mail_options)) for each message; every verb of\n"
+              "verbs is a command that calls target._on_command((session, seq, verb,\n"
+              "arg, snapshot)). Both take one tuple (a queue's put) and are answered\n"
+              "later with session.answer(seq, ...).",
     .tp_basicsize = sizeof(ServerObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = Server_new,
