@@ -319,14 +319,23 @@ static int Server_init(ServerObject *so, PyObject *args, PyObject *kw)
         return -1;
     }
     enum smtpd_err err = SMTPD_OK;
-    struct smtpd_server *srv = smtpd_server_new(pyloop_base(), &cfg, &so->outer, &err);
+    struct smtpd_server *srv;
+    int e = 0;
+    /* The machine's FQDN and the listening address are looked up (DNS):
+     * other threads run meanwhile. The server is not registered yet, so no
+     * other thread can reach it; its log lines take the GIL (log_cb). */
+    Py_BEGIN_ALLOW_THREADS;
+    srv = smtpd_server_new(pyloop_base(), &cfg, &so->outer, &err);
+    if (srv) {
+        err = smtpd_server_listen(srv, listen);
+        e = errno;
+    }
+    Py_END_ALLOW_THREADS;
     if (!srv) {
         PyErr_SetString(PyExc_ValueError, smtpd_strerror(err));
         return -1;
     }
-    err = smtpd_server_listen(srv, listen);
     if (err != SMTPD_OK) {
-        int e = errno;
         smtpd_server_free(srv);
         errno = e;
         if (err == SMTPD_ERR_BIND)
