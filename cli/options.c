@@ -106,6 +106,9 @@ const char options_usage[] =
     "      --proxy-networks CIDR[,CIDR...]\n"
     "                          who may send a PROXY header (default 127.0.0.0/8,::1)\n"
     "      --proxy-timeout S   seconds to wait for the PROXY header (default 10)\n"
+    "      --xclient-networks CIDR[,CIDR...]\n"
+    "                          proxies that may use XCLIENT to name the client\n"
+    "                          (default: none)\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -149,7 +152,8 @@ enum {
     OPT_ALSO_MAILDIR,
     OPT_PROXY_PROTOCOL,
     OPT_PROXY_NETWORKS,
-    OPT_PROXY_TIMEOUT
+    OPT_PROXY_TIMEOUT,
+    OPT_XCLIENT_NETWORKS
 };
 
 static const struct option long_opts[] = {
@@ -199,6 +203,7 @@ static const struct option long_opts[] = {
     {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"proxy-networks", required_argument, NULL, OPT_PROXY_NETWORKS},
     {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
+    {"xclient-networks", required_argument, NULL, OPT_XCLIENT_NETWORKS},
     {NULL, 0, NULL, 0},
 };
 
@@ -374,6 +379,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             if (check_networks("proxy-networks", optarg, err, errsz) != 0)
                 return -1;
             o->proxy_networks = optarg;
+            break;
+        case OPT_XCLIENT_NETWORKS:
+            if (check_networks("xclient-networks", optarg, err, errsz) != 0)
+                return -1;
+            o->xclient_networks = optarg;
             break;
         case OPT_MAILMAN_LMTP:
             if (hostport_problem(optarg, false)) {

@@ -41,20 +41,21 @@ struct options {
     const char *proxy_networks; /* --proxy-networks, NULL = loopback */
     unsigned proxy_timeout;     /* --proxy-timeout: seconds */
     bool proxy_timeout_set;
-    const char *auth_file;       /* --auth-file FILE: user:hash lines */
-    bool auth_accept_any;        /* --auth-accept-any */
-    bool auth_insecure;          /* --auth-insecure */
-    bool auth_required;          /* --auth-required */
-    int relay_tls;               /* enum smtpd_relay_tls */
-    const char *relay_ca;        /* --relay-ca FILE */
-    bool relay_smtps;            /* --relay-smtps */
-    const char *relay_auth_file; /* --relay-auth-file FILE: the smarthost's credentials */
-    const char *user;            /* --user: who to drop root privileges to */
-    const char *maildir;         /* --maildir DIR (-c Maildir) */
-    const char *mbox;            /* --mbox FILE (-c Mbox) */
-    const char *pipe;            /* --pipe 'PROGRAM ARGS...' (-c Pipe), unsplit */
-    unsigned pipe_timeout;       /* --pipe-timeout: seconds */
-    unsigned pipe_concurrency;   /* --pipe-concurrency */
+    const char *xclient_networks; /* --xclient-networks, NULL = nobody */
+    const char *auth_file;        /* --auth-file FILE: user:hash lines */
+    bool auth_accept_any;         /* --auth-accept-any */
+    bool auth_insecure;           /* --auth-insecure */
+    bool auth_required;           /* --auth-required */
+    int relay_tls;                /* enum smtpd_relay_tls */
+    const char *relay_ca;         /* --relay-ca FILE */
+    bool relay_smtps;             /* --relay-smtps */
+    const char *relay_auth_file;  /* --relay-auth-file FILE: the smarthost's credentials */
+    const char *user;             /* --user: who to drop root privileges to */
+    const char *maildir;          /* --maildir DIR (-c Maildir) */
+    const char *mbox;             /* --mbox FILE (-c Mbox) */
+    const char *pipe;             /* --pipe 'PROGRAM ARGS...' (-c Pipe), unsplit */
+    unsigned pipe_timeout;        /* --pipe-timeout: seconds */
+    unsigned pipe_concurrency;    /* --pipe-concurrency */
     bool pipe_timeout_set, pipe_concurrency_set;
     const char *also_maildir; /* --also-maildir DIR (-c DebuggingServer) */
     const char *local;        /* localhost:localport */

@@ -205,6 +205,18 @@ struct smtpd_config {
     /** Seconds a connection may take to send its PROXY header. 0: no
      *  limit. Default 10. */
     unsigned proxy_timeout;
+    /** XCLIENT (Postfix's XCLIENT_README): clients in these networks
+     *  ("CIDR[,CIDR...]", matched against the address they connected
+     *  from) see XCLIENT in EHLO and may send "XCLIENT ADDR=... PORT=...
+     *  NAME=... HELO=... PROTO=... LOGIN=..." (xtext values;
+     *  "[UNAVAILABLE]" and "[TEMPUNAVAIL]" for unknown) outside a
+     *  transaction, as a proxy in front of smtpd (nginx's mail proxy) does:
+     *  the session's client address, port, HELO name and authenticated
+     *  identity (LOGIN, as if by AUTH) become those, the session starts
+     *  over, and the answer is a new 220 greeting. on_connect is not run
+     *  again; later callbacks see the new values. Others get "550 5.7.0".
+     *  NULL, the default: nobody. */
+    const char *xclient_networks;
 };
 
 /** Fill @p cfg with the defaults documented above. */

@@ -71,7 +71,6 @@ struct relay {
     struct smtpd_session *s;
     struct leg smart, lmtp;
     enum relay_step step;
-    bool outside; /* client outside relay_networks (see denied()) */
     char *reverse_path;
     char **params;
     size_t n_params;
@@ -130,10 +129,12 @@ static int severity(int code)
 }
 
 /* No smarthost for a client outside relay_networks, unless it
- * authenticated: a submitter may relay from anywhere (RFC 6409). */
+ * authenticated: a submitter may relay from anywhere (RFC 6409). Asked at
+ * each recipient: XCLIENT may have changed the client since the last. */
 static bool denied(const struct relay *r)
 {
-    return r->outside && !smtpd_session_auth_identity(r->s);
+    return !cidr_match(r->p->nets, r->p->n_nets, smtpd_session_peer_addr(r->s)) &&
+           !smtpd_session_auth_identity(r->s);
 }
 
 static void rcpt_at_smarthost(struct relay *r)
@@ -226,7 +227,6 @@ static struct relay *relay_of(struct smtpd_proxy *p, struct smtpd_session *s)
     leg_init(&r->smart, p->smarthost, leg_replied, r);
     if (p->mailman)
         leg_init(&r->lmtp, p->mailman, leg_replied, r);
-    r->outside = !cidr_match(p->nets, p->n_nets, smtpd_session_peer_addr(s));
     smtpd_session_set_data(s, r);
     return r;
 }

@@ -15,6 +15,7 @@
 #include "smtpd.h"
 #include "starttls.h"
 #include "tls.h"
+#include "xclient_cmd.h"
 
 #include <event2/event.h>
 
@@ -62,6 +63,7 @@ struct smtpd_server {
     size_t n_waits;
     struct cidr proxy_nets[PROXY_NETWORKS_MAX];
     size_t n_proxy_nets;
+    struct cidr xclient_nets[PROXY_NETWORKS_MAX]; /* params.xclient_nets */
     unsigned long next_id;
     bool shutting_down;
     bool grace_over; /* the grace period passed: next comes the last call */
@@ -69,7 +71,7 @@ struct smtpd_server {
     struct event *grace_ev;
     struct event *retry_ev;
     SSL_CTX *tls_ctx;               /* our reference; NULL: no TLS */
-    const struct chan_ext *exts[2]; /* params.exts: see set_extensions */
+    const struct chan_ext *exts[3]; /* params.exts: see set_extensions */
 };
 
 const char *smtpd_strerror(enum smtpd_err err)
@@ -132,7 +134,8 @@ static void server_log(const struct smtpd_server *srv, enum smtpd_log_level leve
 }
 
 /* The library's own extension commands: STARTTLS on a server with TLS,
- * AUTH when the handler has on_auth. */
+ * AUTH when the handler has on_auth, XCLIENT (listed in EHLO only to
+ * xclient_networks). */
 static void set_extensions(struct smtpd_server *srv)
 {
     size_t n = 0;
@@ -140,6 +143,7 @@ static void set_extensions(struct smtpd_server *srv)
         srv->exts[n++] = &starttls_ext;
     if (srv->params.handler.on_auth)
         srv->exts[n++] = &auth_ext;
+    srv->exts[n++] = &xclient_ext; /* 550 5.7.0 for all but xclient_networks */
     srv->params.exts = srv->exts;
     srv->params.n_exts = n;
 }
@@ -182,6 +186,18 @@ struct smtpd_server *smtpd_server_new(struct event_base *base, const struct smtp
         srv->n_proxy_nets = (size_t)n;
     }
     srv->params.cfg.proxy_networks = NULL; /* parsed: not kept */
+    if (cfg->xclient_networks) {
+        int n = cidr_parse_list(cfg->xclient_networks, srv->xclient_nets, PROXY_NETWORKS_MAX);
+        if (n < 0) {
+            free(srv->hostname);
+            free(srv);
+            *err = SMTPD_ERR_CONFIG;
+            return NULL;
+        }
+        srv->params.xclient_nets = srv->xclient_nets;
+        srv->params.n_xclient_nets = (size_t)n;
+    }
+    srv->params.cfg.xclient_networks = NULL;
     /* The file names are not kept: the context holds what they had. */
     srv->params.cfg.tls_cert_file = srv->params.cfg.tls_key_file = NULL;
     if (cfg->tls_ctx) {

@@ -6,11 +6,13 @@
 #include "channel.h"
 #include "auth.h"
 #include "auth_guard.h"
+#include "cidr.h"
 #include "command.h"
 #include "data.h"
 #include "extension.h"
 #include "line.h"
 #include "reply.h"
+#include "xclient.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -87,6 +89,7 @@ struct smtpd_session {
     bool seen_command;   /* a first command line came (see http_request) */
     bool closed_in_data; /* it closed during DATA, for the transaction log */
     bool started;        /* channel_start() ran: the session is in the log */
+    bool xclient_ok;     /* the client may use XCLIENT (xclient_nets) */
     bool tls;            /* the connection is TLS (STARTTLS done, or implicit) */
     bool tls_requested;  /* the extension answering now asked for TLS */
     bool tls_wait;       /* STARTTLS answered 220: the handshake comes next */
@@ -507,10 +510,15 @@ void channel_start(struct smtpd_session *s)
     ask(s, h->on_connect ? h->on_connect(h->arg, s) : SMTPD_DONE);
 }
 
+void channel_greeting(const struct smtpd_session *s, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, "%s smtpd %s ESMTP", s->params->cfg.hostname, SMTPD_VERSION);
+}
+
 static void greet(struct smtpd_session *s)
 {
     char t[REPLY_LINE_MAX];
-    snprintf(t, sizeof(t), "%s smtpd %s ESMTP", s->params->cfg.hostname, SMTPD_VERSION);
+    channel_greeting(s, t, sizeof(t));
     reply(s, 220, NULL, t);
 }
 
@@ -552,7 +560,7 @@ static void ehlo_reply_send(struct smtpd_session *s)
     ehlo_init(&e, &s->params->cfg, h->commands, h->n_commands);
     for (size_t i = 0; i < s->params->n_exts; i++) {
         const struct chan_ext *x = own_ext(s, i);
-        if (x && x->cmd.ehlo)
+        if (x && x->cmd.ehlo && (!x->advertised || x->advertised(s)))
             smtpd_ehlo_add(&e, x->cmd.ehlo);
     }
     if (h->on_ehlo)
@@ -929,7 +937,7 @@ static void reply_supported(struct smtpd_session *s, int code, const char *enh)
     hl.o = snprintf(hl.line[0], sizeof(hl.line[0]), "Supported commands: %s", SUPPORTED);
     for (size_t i = 0; i < s->params->n_exts; i++) {
         const struct chan_ext *x = own_ext(s, i);
-        if (x)
+        if (x && (!x->advertised || x->advertised(s)))
             help_add(&hl, x->cmd.verb);
     }
     for (size_t i = 0; i < h->n_commands; i++)
@@ -1656,9 +1664,43 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
     s->local_port = addrs->local_port;
     if (addrs->via_addr)
         snprintf(s->via, sizeof(s->via), " via proxy %s:%u", addrs->via_addr, addrs->via_port);
+    s->xclient_ok = cidr_match(params->xclient_nets, params->n_xclient_nets, s->peer_addr);
     s->state = ST_COMMAND;
     line_reader_init(&s->lr);
     return s;
+}
+
+bool channel_xclient_allowed(const struct smtpd_session *s)
+{
+    return s->xclient_ok;
+}
+
+/* A kept copy of @p v for what XCLIENT gave (XCLIENT_SET), else NULL. */
+static char *xclient_value(enum xclient_has has, const char *v)
+{
+    return has == XCLIENT_SET ? strdup(v) : NULL;
+}
+
+void channel_xclient(struct smtpd_session *s, const struct xclient_attrs *a)
+{
+    char was[80];
+    snprintf(was, sizeof(was), "%s:%u", s->peer_addr, s->peer_port);
+    txn_clear(s, "XCLIENT");
+    if (a->addr != XCLIENT_ABSENT)
+        snprintf(s->peer_addr, sizeof(s->peer_addr), "%s",
+                 a->addr == XCLIENT_SET ? a->addr_value : "unknown");
+    if (a->port != XCLIENT_ABSENT)
+        s->peer_port = a->port == XCLIENT_SET ? a->port_value : 0;
+    /* As a new connection: no greeting, no authentication, unless given. */
+    free(s->helo);
+    s->helo = xclient_value(a->helo, a->helo_value);
+    s->extended = false;
+    free(s->auth_identity);
+    s->auth_identity = xclient_value(a->login, a->login_value);
+    smtpd_session_log(s, SMTPD_LOG_INFO, "XCLIENT from %s: client %s:%u%s%s%s%s%s", was,
+                      s->peer_addr, s->peer_port, a->name == XCLIENT_SET ? " name=" : "",
+                      a->name == XCLIENT_SET ? a->name_value : "", s->helo ? " helo=" : "",
+                      s->helo ? s->helo : "", s->auth_identity ? " (authenticated)" : "");
 }
 
 bool channel_request_tls(struct smtpd_session *s)

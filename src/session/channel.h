@@ -14,6 +14,8 @@
 
 struct chan_ext;
 struct auth_guard;
+struct cidr;
+struct xclient_attrs;
 
 /** What the channel needs from the connection below it. */
 struct chan_transport {
@@ -58,6 +60,9 @@ struct chan_params {
     /* AUTH failures per client address, shared by the server's sessions
      * (the one mutable thing here); NULL: per session only. */
     struct auth_guard *auth_guard;
+    /* smtpd_config.xclient_networks, parsed: who may use XCLIENT. */
+    const struct cidr *xclient_nets;
+    size_t n_xclient_nets;
 };
 
 /** Which timeout applies now. */
@@ -87,6 +92,21 @@ struct smtpd_session *channel_new(const struct chan_params *params, const struct
 
 /** Run on_connect and send the greeting (or the refusal). */
 void channel_start(struct smtpd_session *s);
+
+/** Whether this session's client (its address when it connected) is in
+ *  xclient_nets. */
+bool channel_xclient_allowed(const struct smtpd_session *s);
+
+/** From the library's own XCLIENT command, outside a transaction: the
+ *  client is now the one @p a describes (address, port, HELO name, SASL
+ *  login; an unknown one cleared, one not given as a new connection has
+ *  it), and the session starts over as a new connection does, with one log
+ *  line. The command then sends the new greeting (channel_greeting). */
+void channel_xclient(struct smtpd_session *s, const struct xclient_attrs *a);
+
+/** The text of the 220 greeting ("<hostname> smtpd <version> ESMTP") into
+ *  @p buf (@p bufsz bytes). */
+void channel_greeting(const struct smtpd_session *s, char *buf, size_t bufsz);
 
 /** From the library's own STARTTLS command: once its 220 answer is sent,
  *  ask the transport to start TLS. @return false when the transport cannot

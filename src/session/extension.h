@@ -26,6 +26,10 @@ struct smtpd_ehlo {
 struct chan_ext {
     struct smtpd_command cmd;
     bool (*offered)(const struct smtpd_session *s);
+    /* Whether its EHLO line is in this session's EHLO reply; NULL: when
+     * offered. (XCLIENT answers everyone, 550 to most, and is listed only
+     * to those who may use it.) */
+    bool (*advertised)(const struct smtpd_session *s);
 };
 
 /** The built-in keywords of a server with @p cfg, then the ehlo lines of

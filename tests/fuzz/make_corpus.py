@@ -298,3 +298,10 @@ write("proxy", "v2-tlvs", V2_SIG + bytes([0x21, 0x11, 0, 20]) + V2_TCP4[4:]
       + b"\x01\x00\x02h2\x04\x00\x00" + b"QUIT\r\n")
 write("proxy", "v2-local", V2_SIG + bytes([0x20, 0, 0, 0]) + b"EHLO c\r\n")
 write("proxy", "smtp", b"EHLO c\r\n")
+
+# ---- xclient: the argument of an XCLIENT command ----
+write("xclient", "full", b"NAME=client.example ADDR=192.0.2.7 PORT=4444 PROTO=ESMTP "
+      b"HELO=client.example LOGIN=alice+40example.org DESTADDR=198.51.100.1 DESTPORT=25")
+write("xclient", "ipv6", b"ADDR=IPV6:2001:db8::7 PORT=[UNAVAILABLE] NAME=[TEMPUNAVAIL]")
+write("xclient", "xtext", b"HELO=+5Bhelo+5D LOGIN=a+2Bb")
+write("xclient", "bad", b"ADDR=300.1.1.1 FOO=bar")
