@@ -290,8 +290,12 @@ enum smtpd_command_flags {
  * NOOP, QUIT, VRFY, EXPN, HELP) replaces it; the replacement may run the
  * built-in behaviour for the same line with smtpd_run_builtin() (the
  * subclass's super().smtp_MAIL(arg)). Only built-in behaviour changes the
- * session's state (greeting, transaction, DATA): an extension answers, and
- * asks for the rest. The library's own extension commands (STARTTLS, on a
+ * session's state (transaction, DATA): an extension answers, and asks for
+ * the rest; but a replacement of HELO or EHLO that answers 2xx itself greets
+ * the session as the built-in one would (the argument becomes the HELO name,
+ * the transaction is reset, MAIL may follow, and after EHLO replies carry
+ * enhanced status codes), as a SMTPChannel subclass's smtp_EHLO did; its own
+ * reply carries none (RFC 2034 3). The library's own extension commands (STARTTLS, on a
  * server with TLS) come after the handler's table: a handler's command of
  * the same verb replaces one, keyword included, and cannot run it.
  */

@@ -28,7 +28,13 @@ import threading
 import time
 import weakref
 
-from . import _smtpd
+try:
+    from . import _smtpd
+except ImportError as e:  # most often: a build folder of another Python
+    raise ImportError("smtpd: the C half (_smtpd) of %s was not built for this Python %d.%d "
+                      "(use the build/python/cp%d%d folder, or build for it): %s"
+                      % (__path__[0], sys.version_info[0], sys.version_info[1],
+                         sys.version_info[0], sys.version_info[1], e)) from e
 from ._channel import DATA_SIZE_DEFAULT, Conn, SMTPChannel, command_verbs
 from . import _reply
 

@@ -11,6 +11,7 @@ program's other options (TLS, AUTH, delivery, workers) are the program's.
 
 import getopt
 import os
+import signal
 import sys
 
 import smtpd
@@ -68,8 +69,15 @@ def find_class(name):
     else:
         mod, clsname = smtpd, name
     cls = getattr(mod, clsname, None)
+    if cls is None:
+        fail("no class %s in %s" % (clsname, mod.__name__))
     if not isinstance(cls, type) or not issubclass(cls, smtpd.SMTPServer):
         fail("%s is not an SMTPServer class" % name)
+    if cls is smtpd.SMTPServer:
+        # As the smtpd program: the seed started, then dropped every client
+        # at its DATA (process_message raises NotImplementedError).
+        fail("SMTPServer is the abstract base class and handles no message; "
+             "use DebuggingServer, PureProxy, MailmanProxy or a subclass")
     return cls
 
 
@@ -133,6 +141,8 @@ def main(argv):
     if setuid:
         drop_privileges(user)
     print("listening on %s:%d" % server.addr, file=sys.stderr, flush=True)
+    # SIGTERM ends it as SIGINT does (exit 0), as it ends the smtpd program.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         smtpd.loop()
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@
 /* What a server does with a message. */
 enum engine {
     ENGINE_PYTHON,    /* process_message of the Python object, on a worker */
-    ENGINE_DEBUGGING, /* smtpd_debugging_handler() to the C stdout */
+    ENGINE_DEBUGGING, /* smtpd_debugging_handler() to sys.stdout (pystdout.c) */
     ENGINE_RELAY,     /* smtpd_proxy (PureProxy, MailmanProxy) */
 };
 
@@ -49,6 +49,7 @@ typedef struct server_object {
     bool decode_data;
     bool close_queued;
     bool closing; /* server_close_now() is under way (it runs Python) */
+    FILE *out;    /* ENGINE_DEBUGGING: pystdout_open()'s stream */
 } ServerObject;
 
 /* _smtpd.Session: a client session as Python code sees it. */
@@ -97,6 +98,9 @@ void pyloop_python_failed(PyObject *where);
 
 /* server.c */
 void server_close_now(ServerObject *so);
+/* pystdout.c: a write-only stream onto sys.stdout (looked up at each write,
+ * flushed after it); NULL: no memory. */
+FILE *pystdout_open(void);
 /* session.c */
 /* The Session of @p s (a new reference), made at first use; NULL with an
  * exception. */

@@ -299,9 +299,12 @@ static int Server_init(ServerObject *so, PyObject *args, PyObject *kw)
         return -1;
     if (engine == ENGINE_PYTHON)
         so->inner = (struct smtpd_handler){.on_message = py_on_message, .arg = so};
-    else if (engine == ENGINE_DEBUGGING)
-        smtpd_debugging_handler(&so->inner, stdout);
-    else if (make_relay(so, upstream, networks, hostname, lmtp, domains, level) < 0)
+    else if (engine == ENGINE_DEBUGGING && (so->out = pystdout_open()) != NULL)
+        smtpd_debugging_handler(&so->inner, so->out);
+    else if (engine == ENGINE_DEBUGGING) {
+        PyErr_NoMemory();
+        return -1;
+    } else if (make_relay(so, upstream, networks, hostname, lmtp, domains, level) < 0)
         return -1;
     wrap_handler(so);
 
@@ -474,6 +477,8 @@ static void Server_dealloc(ServerObject *so)
      * whose setup failed has no smtpd_server but may have a relay. */
     smtpd_proxy_free(so->proxy);
     free_commands(so);
+    if (so->out)
+        fclose(so->out);
     Server_clear(so);
     Py_TYPE(so)->tp_free((PyObject *)so);
 }

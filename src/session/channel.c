@@ -391,7 +391,11 @@ static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char 
         return SMTPD_ERR_CONFIG;
     if (!enhanced && code / 100 != 3)
         enhanced = default_enh(s->step, code);
-    const char *enh = s->extended ? enhanced : NULL;
+    /* RFC 2034 3: enhanced codes after EHLO, but not in the reply to
+     * HELO/EHLO itself (a replacement of theirs). */
+    bool greeting_reply =
+        s->step == STEP_EXT && (s->ext_verb == CMD_HELO || s->ext_verb == CMD_EHLO);
+    const char *enh = s->extended && !greeting_reply ? enhanced : NULL;
     if (s->step == STEP_CONNECT) {
         /* The greeting names us first (RFC 5321 4.2). */
         char t[REPLY_LINE_MAX];
@@ -1263,13 +1267,23 @@ static void finish_step(struct smtpd_session *s)
         } else if (builtin) {
             char *p = s->builtin_params;
             s->builtin_params = NULL;
+            free(s->greeting);
+            s->greeting = NULL;
             run_builtin(s, verb, p, s->builtin_len);
             free(p);
+        } else if (answered && code / 100 == 2 && s->greeting) {
+            /* A replacement of HELO/EHLO accepted it (see smtpd_command). */
+            char *g = s->greeting;
+            s->greeting = NULL;
+            set_greeting(s, g, strlen(g), verb == CMD_EHLO);
+            free(g);
         } else if (!answered) {
             reply(s, 250, "2.0.0", "OK");
         } else if (code / 100 == 3) {
             s->cont = ext;
         }
+        free(s->greeting); /* a replacement of HELO/EHLO that refused */
+        s->greeting = NULL;
         if (s->tls_requested) {
             /* STARTTLS's 220 is queued: the transport takes over. */
             s->tls_requested = false;
@@ -1400,6 +1414,8 @@ static void run_extension(struct smtpd_session *s, const struct smtpd_command *e
     bool handlers = h->n_commands && ext >= h->commands && ext < h->commands + h->n_commands;
     s->ext = ext;
     s->ext_verb = verb;
+    free(s->greeting);
+    s->greeting = verb == CMD_HELO || verb == CMD_EHLO ? dup_slice(arg, len) : NULL;
     begin_step(s, STEP_EXT);
     ask(s, ext->fn(handlers ? h->arg : NULL, s, arg, len));
 }

@@ -269,5 +269,47 @@ class DefaultChannelTest(ServerTestCase):
         self.assertEqual(code, 252, text)
 
 
+class AuthMockChannel(smtpd.SMTPChannel):
+    """The usual test double of a server with AUTH: smtp_EHLO answers by
+    itself (no super()), advertising AUTH; smtp_AUTH says 235."""
+
+    def smtp_EHLO(self, arg):
+        self.push("250-testhost\r\n250-AUTH PLAIN LOGIN\r\n250-SIZE 20000000\r\n250 HELP")
+        self.seen_greeting = arg
+        self.extended_smtp = True
+
+    def smtp_AUTH(self, arg):
+        self.push("235 2.7.0 Authentication successful")
+
+    def smtp_MAIL(self, arg):
+        if "refuse" in arg:
+            self.push("530 5.7.0 Authentication required")
+        else:
+            super().smtp_MAIL(arg)
+
+
+class AuthMockServer(Recording):
+    channel_class = AuthMockChannel
+
+
+class GreetingOverrideTest(ServerTestCase):
+
+    def test_smtp_ehlo_without_super_greets_the_session(self):
+        server = self.serve(AuthMockServer)
+        s = self.smtp(server, ehlo=False)
+        code, text = s.ehlo("client.example.org")
+        self.assertEqual(code, 250)
+        self.assertTrue(s.has_extn("auth"), text)
+        self.assertEqual(s.esmtp_features.get("size"), "20000000")
+        s.login("user", "password")
+        self.assertEqual(s.sendmail("a@example.com", ["b@example.com"],
+                                    b"Subject: after mock AUTH\r\n\r\nx\r\n"), {})
+        calls = server.wait_calls(1)
+        self.assertEqual(calls[0]["mailfrom"], "a@example.com")
+        # The session is an ESMTP one: the channel's own enhanced code stays.
+        self.assertEqual(s.docmd("MAIL", "FROM:<refuse@example.com>"),
+                         (530, b"5.7.0 Authentication required"))
+
+
 if __name__ == "__main__":
     pyharness.main()

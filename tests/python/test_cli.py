@@ -19,6 +19,7 @@ import shutil
 import signal
 import smtplib
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -120,6 +121,38 @@ class OptionsTest(CliTestCase):
                        "127.0.0.1:%d" % pyharness.free_port(), env=self.env())
         self.assertNotEqual(r.returncode, 0, r)
         self.assertIn(b"no_such_module_here", r.stderr)
+        r = run_module("-n", "-c", "Nope", "127.0.0.1:%d" % pyharness.free_port(), env=self.env())
+        self.assertEqual(r.returncode, 64, r)
+        self.assertIn(b"no class Nope in smtpd", r.stderr)
+
+    def test_abstract_base_class_refused(self):
+        # As the smtpd program does (the seed started, then failed every DATA).
+        r = run_module("-n", "-c", "SMTPServer", "127.0.0.1:%d" % pyharness.free_port(),
+                       env=self.env())
+        self.assertEqual(r.returncode, 64, r)
+        self.assertIn(b"abstract base class", r.stderr)
+
+    def test_build_of_another_python(self):
+        # The C half of another version's folder: an ImportError that says so.
+        here = "cp%d%d" % sys.version_info[:2]
+        build = os.path.dirname(os.path.dirname(os.path.abspath(smtpd.__file__)))
+        other = [d for d in os.listdir(build) if d.startswith("cp") and d != here]
+        folder = os.path.join(self.tmp, "wrong")
+        os.makedirs(os.path.join(folder, "smtpd"))
+        for f in os.listdir(os.path.dirname(smtpd.__file__)):
+            if f.endswith(".py"):
+                shutil.copy(os.path.join(os.path.dirname(smtpd.__file__), f),
+                            os.path.join(folder, "smtpd", f))
+        if other:  # and the .so of another interpreter, when there is one
+            src = os.path.join(build, other[0], "smtpd")
+            for f in os.listdir(src):
+                if f.endswith(".so"):
+                    shutil.copy(os.path.join(src, f), os.path.join(folder, "smtpd", f))
+        r = subprocess.run([sys.executable, "-c", "import smtpd"], capture_output=True,
+                           env=dict(self.env(), PYTHONPATH=folder), timeout=QUICK)
+        self.assertNotEqual(r.returncode, 0, r)
+        self.assertIn(("not built for this Python %d.%d" % sys.version_info[:2]).encode(),
+                      r.stderr)
 
 
 class DebuggingServerTest(CliTestCase):
@@ -286,6 +319,15 @@ class UserClassTest(CliTestCase):
                       % p.stderr_text())
         self.assertEqual(rc, 0, p.stderr_text())
         self.assertTrue(pyharness.smtpdtest.port_closed(p.port))
+
+    def test_sigterm_stops_it_with_status_0(self):
+        p = self.start("-n", "-c", "DebuggingServer")
+        p.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = p.proc.wait(5 * pyharness.SLOW)
+        except subprocess.TimeoutExpired:
+            self.fail("python -m smtpd still runs 5 s after SIGTERM")
+        self.assertEqual(rc, 0, p.stderr_text())
 
 
 if __name__ == "__main__":

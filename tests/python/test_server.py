@@ -498,5 +498,26 @@ class ConcurrencyTest(ServerTestCase):
         self.assertEqual(set(subjects.values()), {1})
 
 
+class DebuggingOutputTest(ServerTestCase):
+
+    def test_printed_through_sys_stdout(self):
+        # As the seed's print(): contextlib.redirect_stdout (and pytest's
+        # capsys) see it, set after the server was made; UTF-8 stays text.
+        import contextlib
+        import io
+        server = self.serve(smtpd.DebuggingServer)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            with smtplib.SMTP("127.0.0.1", port_of(server), timeout=QUICK) as s:
+                s.sendmail("a@example.com", ["b@example.com"],
+                           "Subject: caf\u00e9\r\n\r\nline \u00e9\r\n".encode())
+            self.assertTrue(pyharness.wait_until(lambda: "END MESSAGE" in out.getvalue(), QUICK))
+        text = out.getvalue()
+        self.assertIn("---------- MESSAGE FOLLOWS ----------\n", text)
+        self.assertIn("Subject: caf\u00e9\n", text)
+        self.assertIn("X-Peer: 127.0.0.1\n", text)
+        self.assertIn("line \u00e9\n", text)
+
+
 if __name__ == "__main__":
     pyharness.main()

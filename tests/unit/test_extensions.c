@@ -231,6 +231,39 @@ static void test_replace_vrfy(void **state)
     fx_free(f);
 }
 
+static const struct smtpd_command ehlo_cmds[] = {
+    {.verb = "EHLO", .fn = ext_fn},
+    {.verb = "HELO", .fn = ext_fn},
+};
+
+/* A replacement of EHLO that answers 2xx itself greets the session (MAIL
+ * may follow, enhanced codes from then on) and its reply carries no
+ * enhanced code; a refusal does not greet. */
+static void test_replace_ehlo_greets(void **state)
+{
+    (void)state;
+    struct ext x;
+    struct fx *f = fx_ext(ehlo_cmds, N_ROWS(ehlo_cmds), &x);
+    fx_start(f);
+    out_clear(f);
+    x.code = 550;
+    x.text = "not you";
+    dialog(f, "EHLO bad.example\r\n", "550");
+    dialog(f, "MAIL FROM:<a@example.com>\r\n", "503");
+    x.code = 250;
+    x.text = "testhost";
+    dialog(f, "EHLO client.example\r\n", "250");
+    assert_string_equal(smtpd_session_helo(f->s), "client.example");
+    dialog(f, "MAIL FROM:<a@example.com>\r\n", "250 2.1.0");
+    /* A new greeting resets the transaction, as the built-in one does; its
+     * reply has no enhanced code, even after EHLO. */
+    dialog(f, "EHLO again.example\r\n", "250");
+    dialog(f, "RCPT TO:<b@example.com>\r\n", "503 5.5.1");
+    dialog(f, "HELO old.example\r\n", "250");
+    dialog(f, "MAIL FROM:<a@example.com>\r\n", "250");
+    fx_free(f);
+}
+
 static const struct smtpd_command mail[] = {
     {.verb = "MAIL", .fn = mail_fn},
 };
@@ -676,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_flags_after_greeting),
         cmocka_unit_test(test_replace_vrfy),
+        cmocka_unit_test(test_replace_ehlo_greets),
         cmocka_unit_test(test_replace_mail_runs_builtin),
         cmocka_unit_test(test_replace_mail_builtin_later),
         cmocka_unit_test(test_run_builtin_only_for_replacements),
