@@ -103,17 +103,25 @@ class _Workers:
     Not concurrent.futures: its pool refuses work once the main thread has
     ended, while a loop() on another thread still serves."""
 
-    def __init__(self, fn, name):
+    def __init__(self, fn, name, closed):
         self.queue = queue.SimpleQueue()
         self._fn = fn
-        self._threads = [threading.Thread(target=self._run, name="%s-%d" % (name, i), daemon=True)
-                         for i in range(WORKERS)]
-        for t in self._threads:
+        self._closed = closed
+        self.threads = [threading.Thread(target=self._run, name="%s-%d" % (name, i), daemon=True)
+                        for i in range(WORKERS)]
+        for t in self.threads:
             t.start()
 
     def _run(self):
         while True:
-            item = self.queue.get()
+            try:
+                item = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                # A closed server's sessions are gone once the C half has
+                # freed it (close() lets them finish first): then stop.
+                if self._closed():
+                    return
+                continue
             if item is None:
                 return
             try:
@@ -122,9 +130,8 @@ class _Workers:
                 logger.exception("smtpd worker: unexpected error")
 
     def stop(self):
-        """The threads end once they have taken what is queued (whose
-        answers the closed sessions drop)."""
-        for _ in self._threads:
+        """The threads end once they have taken what is queued."""
+        for _ in self.threads:
             self.queue.put(None)
 
 
@@ -135,7 +142,10 @@ class _ListeningSocket:
         self._server = server
 
     def getsockname(self):
-        return _split_hostport(self._server._core.addresses()[0])
+        addresses = self._server._core.addresses()
+        if not addresses:  # closed: where it listened
+            return self._server.addr
+        return _split_hostport(addresses[0])
 
     def close(self):
         self._server.close()
@@ -165,11 +175,14 @@ class SMTPServer:
         verbs = command_verbs(self.channel_class)
         engine = self._engine_for()
         self._pools = []
+        closed = self._is_closed
         if engine == _smtpd.ENGINE_PYTHON:
-            self._pools.append(_Workers(self._run_message, "smtpd-%s" % type(self).__name__))
+            self._pools.append(_Workers(self._run_message, "smtpd-%s" % type(self).__name__,
+                                        closed))
             self._on_message = self._pools[-1].queue.put
         if verbs:
-            self._pools.append(_Workers(self._run_command, "smtpd-%s-cmd" % type(self).__name__))
+            self._pools.append(_Workers(self._run_command, "smtpd-%s-cmd" % type(self).__name__,
+                                        closed))
             self._on_command = self._pools[-1].queue.put
         try:
             self._core = self._make_core(engine, localaddr, data_size_limit, enable_SMTPUTF8,
@@ -210,11 +223,21 @@ class SMTPServer:
     def __exit__(self, *exc):
         self.close()
 
-    def close(self):
-        """Stop listening and end every session. From any thread; while loop()
-        runs elsewhere, it returns once the loop thread has done it."""
-        self._core.close()
-        self._stop_pools()
+    def _is_closed(self):
+        core = getattr(self, "_core", None)
+        return core is None or core.closed
+
+    def close(self, wait=True):
+        """Stop listening and end the sessions, from any thread, as the smtpd
+        program does at SIGTERM: idle ones get 421 at once, a transaction in
+        progress finishes first (its process_message answers its client; up
+        to 30 s). While loop() runs elsewhere, close() returns once they have
+        ended, unless wait is false or it is called from process_message or a
+        channel method (which finish first). Without a running loop every
+        session is closed at once (wait=False: the next loop() ends them)."""
+        me = threading.current_thread()
+        on_worker = any(me in pool.threads for pool in self._pools)
+        self._core.close(wait=wait and not on_worker)
         if self._map is not None:
             self._map.pop(id(self), None)
 
@@ -370,6 +393,7 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None):
 
 
 def close_all(map=None, ignore_all=False):
-    """Close every open server (asyncore.close_all's signature)."""
+    """Close every open server (asyncore.close_all's signature): see
+    SMTPServer.close()."""
     for server in list(_servers):
         server.close()

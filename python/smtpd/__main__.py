@@ -146,7 +146,13 @@ def main(argv):
     try:
         smtpd.loop()
     except KeyboardInterrupt:
-        pass
+        # As the smtpd program: stop listening, let transactions in progress
+        # finish (up to 30 s); a second SIGINT or SIGTERM ends it at once.
+        server.close(wait=False)
+        try:
+            smtpd.loop()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

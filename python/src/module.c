@@ -153,6 +153,19 @@ static bool raise_pending(void)
     return true;
 }
 
+/* Free the servers closed since whose sessions have all ended. */
+static void reap(void)
+{
+    PyObject *all = PyList_GetSlice(L.servers, 0, PyList_GET_SIZE(L.servers));
+    if (!all) {
+        PyErr_WriteUnraisable(NULL);
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
+        server_reap((ServerObject *)PyList_GET_ITEM(all, i));
+    Py_DECREF(all);
+}
+
 /* Hand every queued item to libsmtpd: answers to their sessions, close
  * requests to their servers. Loop thread, GIL held, at the top level of a
  * libevent callback (never inside one of libsmtpd's). */
@@ -170,7 +183,7 @@ static void drain(void)
             PyObject *item = PyList_GET_ITEM(q, i);
             PyObject *first = PyTuple_GET_ITEM(item, 0);
             if (Py_IS_TYPE(first, &Server_Type))
-                server_close_now((ServerObject *)first);
+                server_shutdown((ServerObject *)first);
             else
                 session_deliver(item);
         }
@@ -281,6 +294,7 @@ static PyObject *py_loop(PyObject *mod, PyObject *args)
         Py_END_ALLOW_THREADS;
         evtimer_del(L.timer);
         drain();
+        reap();
         if (raise_pending() || (main && PyErr_CheckSignals() < 0)) {
             failed = 1;
             break;

@@ -48,8 +48,9 @@ typedef struct server_object {
     enum engine engine;
     bool decode_data;
     bool close_queued;
-    bool closing; /* server_close_now() is under way (it runs Python) */
-    FILE *out;    /* ENGINE_DEBUGGING: pystdout_open()'s stream */
+    bool draining; /* shut down on the loop thread: freed once no session is left */
+    bool closing;  /* server_close_now() is under way (it runs Python) */
+    FILE *out;     /* ENGINE_DEBUGGING: pystdout_open()'s stream */
 } ServerObject;
 
 /* _smtpd.Session: a client session as Python code sees it. */
@@ -98,6 +99,11 @@ void pyloop_python_failed(PyObject *where);
 
 /* server.c */
 void server_close_now(ServerObject *so);
+/* A close() on the loop thread: stop listening and let the sessions end
+ * (libsmtpd's graceful shutdown); server_reap() frees it once they have. */
+void server_shutdown(ServerObject *so);
+/* Free @p so if it is draining and has no session left. */
+void server_reap(ServerObject *so);
 /* pystdout.c: a write-only stream onto sys.stdout (looked up at each write,
  * flushed after it); NULL: no memory. */
 FILE *pystdout_open(void);

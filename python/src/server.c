@@ -375,18 +375,47 @@ void server_close_now(ServerObject *so)
     Py_DECREF(so);
 }
 
-PyDoc_STRVAR(close_doc, "close()\n--\n\n"
-                        "Stop listening and close every session now. From any thread: while\n"
-                        "loop() runs, the loop thread does it and close() waits for it.");
+/* Seconds a transaction in progress may take to finish after close(), as
+ * the smtpd program gives them at SIGTERM. */
+#define CLOSE_GRACE 30
 
-static PyObject *Server_close(ServerObject *so, PyObject *noargs)
+void server_shutdown(ServerObject *so)
 {
-    (void)noargs;
+    if (!so->srv || so->draining)
+        return;
+    so->draining = true;
+    smtpd_server_shutdown(so->srv, CLOSE_GRACE);
+    server_reap(so);
+}
+
+void server_reap(ServerObject *so)
+{
+    if (so->draining && so->srv && smtpd_server_session_count(so->srv) == 0)
+        server_close_now(so);
+}
+
+PyDoc_STRVAR(close_doc, "close(wait=True)\n--\n\n"
+                        "Stop listening. While loop() runs, the loop thread ends the sessions as\n"
+                        "the smtpd program does at SIGTERM: idle ones get 421 now, a transaction\n"
+                        "in progress finishes first (up to 30 s); close() returns once they\n"
+                        "have, unless wait is false or it runs on the loop thread. Without a\n"
+                        "running loop every session is closed at once.");
+
+static PyObject *Server_close(ServerObject *so, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"wait", NULL};
+    int wait = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:close", names, &wait))
+        return NULL;
     if (!so->srv)
         Py_RETURN_NONE;
     if (!pyloop_running()) {
+        /* No loop to let the sessions end: at once, or (wait false) at the
+         * next loop(). */
         pyloop_close_begin();
-        server_close_now(so);
+        server_shutdown(so);
+        if (wait)
+            server_close_now(so);
         pyloop_close_end();
         Py_RETURN_NONE;
     }
@@ -399,7 +428,7 @@ static PyObject *Server_close(ServerObject *so, PyObject *noargs)
         Py_DECREF(item);
         so->close_queued = true;
     }
-    if (!pyloop_on_loop_thread())
+    if (wait && !pyloop_on_loop_thread())
         pyloop_wait_closed(so);
     Py_RETURN_NONE;
 }
@@ -428,7 +457,7 @@ static PyObject *Server_session_count(ServerObject *so, PyObject *noargs)
 }
 
 static PyMethodDef Server_methods[] = {
-    {"close", (PyCFunction)Server_close, METH_NOARGS, close_doc},
+    {"close", (PyCFunction)(void (*)(void))Server_close, METH_VARARGS | METH_KEYWORDS, close_doc},
     {"addresses", (PyCFunction)Server_addresses, METH_NOARGS,
      "addresses()\n--\n\nThe listening addresses, as 'host:port' strings ('[::1]:25')."},
     {"session_count", (PyCFunction)Server_session_count, METH_NOARGS,

@@ -277,6 +277,117 @@ class ArgumentsTest(ServerTestCase):
         self.assertEqual(self.raw(server).greeting[0].split()[0], "mx.example.org")
 
 
+class Slow(smtpd.SMTPServer):
+    """process_message waits for release (or closes its own server first)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.done = []
+
+    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+        self.entered.set()
+        if mailfrom.startswith("self-close"):
+            self.close()
+        self.release.wait(30)
+        self.done.append(mailfrom)
+        return None
+
+
+class CloseTest(ServerTestCase):
+    """close() as the smtpd program's SIGTERM: a transaction in progress
+    finishes, and its client gets process_message's answer."""
+
+    def send_in_thread(self, server, sender):
+        result = {}
+
+        def send():
+            try:
+                with smtplib.SMTP("127.0.0.1", port_of(server), timeout=QUICK) as s:
+                    result["refused"] = s.sendmail(sender, ["b@example.com"], message("slow"))
+            except smtplib.SMTPResponseException as e:
+                # QUIT after the message: the closing server has said 421
+                # already (libsmtpd's shutdown closes an idle session).
+                result["quit"] = e.smtp_code
+            except Exception as e:  # reported by the test
+                result["error"] = e
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        return t, result
+
+    def test_close_lets_the_transaction_finish(self):
+        server = self.serve(Slow)
+        idle = self.raw(server)  # an idle session: 421 at once
+        t, result = self.send_in_thread(server, "a@example.com")
+        self.assertTrue(server.entered.wait(QUICK))
+        closer = threading.Thread(target=server.close, daemon=True)
+        closer.start()
+        self.assertEqual(idle.reply(timeout=QUICK)[0], 421)
+        time.sleep(0.3)
+        self.assertTrue(closer.is_alive(), "close() returned while a transaction was running")
+        server.release.set()
+        closer.join(QUICK)
+        self.assertFalse(closer.is_alive())
+        t.join(QUICK)
+        self.assertEqual(result.get("refused"), {}, result)
+        self.assertNotIn("error", result)
+        self.assertEqual(server.done, ["a@example.com"])
+        self.assertTrue(self.loop.join(QUICK), "loop() did not return once the server closed")
+
+    def test_close_from_process_message(self):
+        server = self.serve(Slow)
+        server.release.set()
+        t, result = self.send_in_thread(server, "self-close@example.com")
+        t.join(QUICK)
+        self.assertEqual(result.get("refused"), {}, result)
+        self.assertNotIn("error", result)
+        self.assertTrue(self.loop.join(QUICK))
+        self.assertTrue(server._core.closed)
+
+    def test_sigint_lets_the_transaction_finish(self):
+        body = """
+            import smtpd, sys, time
+            class S(smtpd.SMTPServer):
+                def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+                    print("in process_message", flush=True)
+                    time.sleep(1.5)
+                    print("done", flush=True)
+        """
+        pkg = os.path.join(self.tmpdir(), "slowpkg.py")
+        with open(pkg, "w") as f:
+            f.write(textwrap.dedent(body))
+        p = pyharness.ModuleProcess("-n", "-c", "slowpkg.S",
+                                    env=pyharness.child_env(extra_path=[os.path.dirname(pkg)]))
+        self.addCleanup(p.close)
+        result = {}
+
+        def send():
+            try:
+                with smtplib.SMTP("127.0.0.1", p.port, timeout=QUICK) as s:
+                    result["refused"] = s.sendmail("a@example.com", ["b@example.com"],
+                                                   message("x"))
+            except Exception as e:  # reported below
+                result["error"] = e
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        self.assertTrue(p.out.wait_for(lambda b: b"in process_message" in b, QUICK))
+        p.proc.send_signal(signal.SIGINT)
+        t.join(QUICK)
+        self.assertEqual(result.get("refused"), {}, result)
+        self.assertEqual(p.proc.wait(QUICK), 0)
+        self.assertIn(b"done", p.stdout())
+
+    def tmpdir(self):
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="pysmtpd-close-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+
 if __name__ == "__main__":
     if pyharness.STDLIB:
         raise SystemExit("test_robustness tests our module; PYTHONPATH must lead to the build")
