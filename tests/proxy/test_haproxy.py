@@ -34,6 +34,11 @@ import proxy_harness as h
 
 HAPROXY = "/usr/sbin/haproxy"
 CLIENTS = ("127.0.0.2", "127.0.0.3")
+# Messages per client address: 1,000 in all; under valgrind or the
+# sanitizers (SMTPD_TEST_LATENCY > 1), where every smtpd is many times
+# slower, 100 (the same dialogues, fewer of them).
+PER_SOURCE = 500 if h.SLOW <= 1 else 50
+S = max(1, int(h.SLOW))  # every time limit below is multiplied by it
 
 
 class HAProxy:
@@ -45,17 +50,18 @@ class HAProxy:
         self.dir = tempfile.mkdtemp(prefix="smtpd-haproxy-")
         self.port = h.free_port()
         servers = "\n".join(
-            "    server s%d 127.0.0.1:%d %s check check-send-proxy inter 300ms fall 1 rise 2"
-            % (i, p, send_proxy) for i, p in enumerate(backends))
+            "    server s%d 127.0.0.1:%d %s check check-send-proxy inter %dms fall 2 rise 1"
+            % (i, p, send_proxy, 300 * S) for i, p in enumerate(backends))
         self.config = os.path.join(self.dir, "haproxy.cfg")
         with open(self.config, "w") as f:
             f.write("""global
     maxconn 4096
 defaults
     mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
+    timeout connect %ds
+    timeout client %ds
+    timeout server %ds
+    timeout check %ds
     retries 3
     option redispatch
 frontend smtp
@@ -65,7 +71,7 @@ backend smtpd
     balance leastconn
     option smtpchk EHLO haproxy.test
 %s
-""" % (self.port, servers))
+""" % (2 * S, 30 * S, 30 * S, 2 * S, self.port, servers))
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", self.config],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -86,7 +92,7 @@ class Backend(h.Smtpd):
 
     def __init__(self, name, upstream_port, relay_networks):
         super().__init__("--proxy-protocol", "--hostname", name, "--relay-networks",
-                         relay_networks, "--relay-timeout", "5", cls="PureProxy",
+                         relay_networks, "--relay-timeout", str(5 * S), cls="PureProxy",
                          extra=["127.0.0.1:%d" % upstream_port], stdout=subprocess.DEVNULL)
 
 
@@ -118,7 +124,7 @@ def send_one(port, source, tag, out, tries=20):
             time.sleep(0.1)
         after_dot = False
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=15, source_address=(source, 0)) as s:
+            with smtplib.SMTP("127.0.0.1", port, timeout=15 * S, source_address=(source, 0)) as s:
                 s.ehlo("client.example")
                 code, text = s.mail("sender@example.org")
                 if code != 250:
@@ -206,14 +212,14 @@ class HAProxyTest(unittest.TestCase):
         self.addCleanup(hp.close)
         # Health checks pass (rise 2) before the clients start.
         for b in backends:
-            self.assertIsNotNone(b.wait_log(rb"connect from 127\.0\.0\.1:\d+ via proxy", 10),
+            self.assertIsNotNone(b.wait_log(rb"connect from 127\.0\.0\.1:\d+ via proxy", 10 * S),
                                  b.stderr_text())
         time.sleep(1.0)
         return hp
 
-    def delivered(self, n, timeout=30):
-        """Recorder messages by tag, once n have arrived (or timeout)."""
-        self.rec.wait_messages(n, timeout)
+    def delivered(self, n):
+        """Recorder messages by tag, once n have arrived (or after 30 s)."""
+        self.rec.wait_messages(n, 30 * S)
         by_tag = {}
         for m in self.rec.messages():
             data = m["data"]
@@ -225,11 +231,12 @@ class HAProxyTest(unittest.TestCase):
         backends = self.backends("127.0.0.2/32,127.0.0.3/32")
         hp = self.haproxy(backends, send_proxy)
         out = Outcome()
-        tags = run_clients(hp.port, 500, out)
+        tags = run_clients(hp.port, PER_SOURCE, out)
+        total = PER_SOURCE * len(CLIENTS)
         self.assertEqual(out.failed, {})
         self.assertEqual(out.refused, {})
-        self.assertEqual(len(out.accepted), 1000)
-        by_tag = self.delivered(1000)
+        self.assertEqual(len(out.accepted), total)
+        by_tag = self.delivered(total)
         self.assertEqual(sorted(by_tag), sorted(t for ts in tags.values() for t in ts))
         for tag, msgs in by_tag.items():
             self.assertEqual(len(msgs), 1, "%s delivered %d times" % (tag, len(msgs)))
@@ -272,12 +279,13 @@ class HAProxyTest(unittest.TestCase):
         def kill():
             victim.proc.send_signal(signal.SIGKILL)
 
-        tags = run_clients(hp.port, 150, out, during=kill)
-        self.assertIsNotNone(victim.proc.wait(5))
+        per_source = max(30, PER_SOURCE * 3 // 10)
+        tags = run_clients(hp.port, per_source, out, during=kill)
+        self.assertIsNotNone(victim.proc.wait(5 * S))
         self.assertEqual(out.failed, {}, "messages given up after every retry")
         self.assertEqual(out.refused, {})
-        self.assertEqual(len(out.accepted), 300)
-        by_tag = self.delivered(300)
+        self.assertEqual(len(out.accepted), per_source * len(CLIENTS))
+        by_tag = self.delivered(per_source * len(CLIENTS))
         for tag in (t for ts in tags.values() for t in ts):
             copies = len(by_tag.get(tag, []))
             if tag in out.ambiguous:

@@ -47,7 +47,7 @@ class ProxyProtocol(h.TestCase):
         """A raw client that sent header and read the 220."""
         c = self.raw(srv.port, source=source)
         c.send(header)
-        code, text = c.reply(timeout=5)
+        code, text = c.reply(timeout=5 * h.SLOW)
         self.assertEqual(code, 220, text)
         return c
 
@@ -61,7 +61,7 @@ class ProxyProtocol(h.TestCase):
         c.send(b"Subject: " + subject.encode() + b"\r\n\r\nhello\r\n.\r\n")
         return c.reply()
 
-    def printed(self, srv, subject, timeout=5):
+    def printed(self, srv, subject, timeout=5 * h.SLOW):
         """The DebuggingServer output block of the message with this subject."""
         def block():
             for b in srv.stdout().split(b"---------- MESSAGE FOLLOWS ----------"):
@@ -71,7 +71,7 @@ class ProxyProtocol(h.TestCase):
         self.assertIsNotNone(found, "message %r not printed:\n%r" % (subject, srv.stdout()))
         return found
 
-    def assert_refused(self, srv, data, log, source=None, wait=5):
+    def assert_refused(self, srv, data, log, source=None, wait=5 * h.SLOW):
         """A connection that sends data is closed without a reply, with a
         log line matching log (bytes regex)."""
         c = self.raw(srv.port, source=source)
@@ -135,7 +135,7 @@ class ProxyProtocol(h.TestCase):
         for b in v1("192.0.2.9"):
             c.send(bytes([b]))
             time.sleep(0.005)
-        self.assertEqual(c.reply(timeout=5)[0], 220)
+        self.assertEqual(c.reply(timeout=5 * h.SLOW)[0], 220)
         self.assertEqual(self.send_message(c, "bytewise")[0], 250)
         self.assertIn(b"X-Peer: 192.0.2.9\n", self.printed(srv, "bytewise"))
 
@@ -182,7 +182,7 @@ class ProxyProtocol(h.TestCase):
                                                rb"not a valid PROXY header")
         # One log line each.
         count = lambda: srv.stderr().count(b"closed: not a valid PROXY header")  # noqa: E731
-        h.wait_until(lambda: count() >= len(bad), 5, 0.05)
+        h.wait_until(lambda: count() >= len(bad), 5 * h.SLOW, 0.05)
         self.assertEqual(count(), len(bad), srv.stderr_text())
         # The session opened before is untouched, and new ones work.
         self.assertEqual(self.send_message(other, "after-bad")[0], 250)
@@ -194,8 +194,7 @@ class ProxyProtocol(h.TestCase):
                            ("nothing", b"")):
             with self.subTest(name):
                 t0 = time.monotonic()
-                self.assert_refused(srv, data, rb"closed: no complete PROXY header in time",
-                                    wait=5)
+                self.assert_refused(srv, data, rb"closed: no complete PROXY header in time")
                 self.assertGreaterEqual(time.monotonic() - t0, 0.9)
 
     def test_closed_before_the_header(self):
@@ -253,7 +252,7 @@ class ProxyProtocol(h.TestCase):
         self.assertEqual(first.command("NOOP")[0], 250)
         c = self.raw(srv.port)
         c.send(v1("192.0.2.80", sport=40001))
-        self.assertEqual(c.reply(timeout=5)[0], 421)
+        self.assertEqual(c.reply(timeout=5 * h.SLOW)[0], 421)
         # Another client through the same balancer is let in.
         other = self.session(srv, v1("192.0.2.81"))
         self.assertEqual(other.command("NOOP")[0], 250)

@@ -41,7 +41,7 @@ class XClient(h.TestCase):
             for b in srv.stdout().split(b"---------- MESSAGE FOLLOWS ----------"):
                 if b"Subject: " + subject.encode() in b:
                     return b
-        found = h.wait_until(block, 5, 0.05)
+        found = h.wait_until(block, 5 * h.SLOW, 0.05)
         self.assertIsNotNone(found, srv.stdout())
         return found
 
@@ -117,7 +117,7 @@ class XClient(h.TestCase):
                 self.assertEqual(c.command("EHLO " + xclient.split("HELO=")[1].split()[0])[0], 250)
                 self.assertEqual(self.send_message(c, subject)[0], want)
                 self.assertEqual(c.command("RSET")[0], 250)
-        msgs = rec.wait_messages(2)
+        msgs = rec.wait_messages(2, 5 * h.SLOW)
         time.sleep(0.2)
         by_subject = {[l for l in m["data"].split(b"\r\n") if l.startswith(b"Subject: ")][0][9:]: m
                       for m in rec.messages()}
