@@ -213,9 +213,12 @@ struct smtpd_config {
      *  transaction, as a proxy in front of smtpd (nginx's mail proxy) does:
      *  the session's client address, port, HELO name and authenticated
      *  identity (LOGIN, as if by AUTH) become those, the session starts
-     *  over, and the answer is a new 220 greeting. on_connect is not run
-     *  again; later callbacks see the new values. Others get "550 5.7.0".
-     *  NULL, the default: nobody. */
+     *  over, and the answer is a new 220 greeting (PROTO=ESMTP: an ESMTP
+     *  session from then on). After it the client is the one named: it may
+     *  use XCLIENT again only if that address is in these networks too. An
+     *  empty LOGIN= is no identity. on_connect is not run again; later
+     *  callbacks see the new values. Others get "550 5.7.0". NULL, the
+     *  default: nobody. */
     const char *xclient_networks;
 };
 

@@ -90,7 +90,9 @@ static bool v1_line(const char *line, size_t len, struct proxy_header *h)
 
 static int parse_v1(const unsigned char *buf, size_t len, struct proxy_header *out)
 {
-    size_t limit = min_size(len, PROXY_V1_MAX);
+    /* The CR is at most at PROXY_V1_MAX - 2, so that the line with its CRLF
+     * is at most PROXY_V1_MAX bytes. */
+    size_t limit = min_size(len, PROXY_V1_MAX - 1);
     for (size_t i = V1_SIG_LEN; i < limit; i++) {
         if (buf[i] != '\r') {
             if (buf[i] < 0x20 || buf[i] > 0x7e)
@@ -107,7 +109,7 @@ static int parse_v1(const unsigned char *buf, size_t len, struct proxy_header *o
         *out = h;
         return (int)(i + 2);
     }
-    return len >= PROXY_V1_MAX ? PROXY_BAD : PROXY_MORE;
+    return len >= PROXY_V1_MAX - 1 ? PROXY_BAD : PROXY_MORE;
 }
 
 static uint16_t be16(const unsigned char *p)

@@ -1691,10 +1691,11 @@ bool channel_xclient_allowed(const struct smtpd_session *s)
     return s->xclient_ok;
 }
 
-/* A kept copy of @p v for what XCLIENT gave (XCLIENT_SET), else NULL. */
+/* A kept copy of @p v for what XCLIENT gave (XCLIENT_SET and not empty:
+ * an empty LOGIN= is nobody), else NULL. */
 static char *xclient_value(enum xclient_has has, const char *v)
 {
-    return has == XCLIENT_SET ? strdup(v) : NULL;
+    return has == XCLIENT_SET && v[0] ? strdup(v) : NULL;
 }
 
 void channel_xclient(struct smtpd_session *s, const struct xclient_attrs *a)
@@ -1713,10 +1714,20 @@ void channel_xclient(struct smtpd_session *s, const struct xclient_attrs *a)
     s->extended = false;
     free(s->auth_identity);
     s->auth_identity = xclient_value(a->login, a->login_value);
-    smtpd_session_log(s, SMTPD_LOG_INFO, "XCLIENT from %s: client %s:%u%s%s%s%s%s", was,
+    /* XCLIENT is the proxy's: from now on the client speaks (nginx passes
+     * its bytes through), and may use XCLIENT only if it may itself. */
+    s->xclient_ok = cidr_match(s->params->xclient_nets, s->params->n_xclient_nets, s->peer_addr);
+    /* The values are printable ASCII without spaces (xclient_parse). */
+    smtpd_session_log(s, SMTPD_LOG_INFO, "XCLIENT from %s: client %s:%u%s%s%s%s%s%s", was,
                       s->peer_addr, s->peer_port, a->name == XCLIENT_SET ? " name=" : "",
                       a->name == XCLIENT_SET ? a->name_value : "", s->helo ? " helo=" : "",
-                      s->helo ? s->helo : "", s->auth_identity ? " (authenticated)" : "");
+                      s->helo ? s->helo : "", s->auth_identity ? " login=" : "",
+                      s->auth_identity ? s->auth_identity : "");
+}
+
+void channel_xclient_esmtp(struct smtpd_session *s, bool esmtp)
+{
+    s->extended = esmtp;
 }
 
 bool channel_request_tls(struct smtpd_session *s)

@@ -104,6 +104,11 @@ bool channel_xclient_allowed(const struct smtpd_session *s);
  *  line. The command then sends the new greeting (channel_greeting). */
 void channel_xclient(struct smtpd_session *s, const struct xclient_attrs *a);
 
+/** XCLIENT's PROTO, once its 220 is queued (that reply has no enhanced
+ *  code): @p esmtp true is as after EHLO (ESMTP parameters, enhanced
+ *  codes), false as after HELO. */
+void channel_xclient_esmtp(struct smtpd_session *s, bool esmtp);
+
 /** The text of the 220 greeting ("<hostname> smtpd <version> ESMTP") into
  *  @p buf (@p bufsz bytes). */
 void channel_greeting(const struct smtpd_session *s, char *buf, size_t bufsz);

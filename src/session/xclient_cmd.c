@@ -23,6 +23,8 @@ static enum smtpd_verdict xclient(void *arg, struct smtpd_session *s, const char
         char greeting[300];
         channel_greeting(s, greeting, sizeof(greeting));
         smtpd_reply(s, 220, NULL, greeting);
+        if (a.proto == XCLIENT_SET)
+            channel_xclient_esmtp(s, a.esmtp);
     }
     return SMTPD_DONE;
 }

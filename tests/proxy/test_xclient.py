@@ -60,7 +60,14 @@ class XClient(h.TestCase):
         self.assertIsNotNone(srv.wait_log(
             rb"XCLIENT from 127\.0\.0\.1:\d+: client 192\.0\.2\.7:4444 name=client\.example "
             rb"helo=client\.example"), srv.stderr_text())
-        # IPv6 and unknown values.
+        # The client, now 192.0.2.7, may not use XCLIENT itself (a proxy such
+        # as nginx passes the client's bytes through after its XCLIENT).
+        code, lines = c.command("EHLO client.example")
+        self.assertFalse([l for l in lines if "XCLIENT" in l], lines)
+        self.assertEqual(c.command("XCLIENT ADDR=127.0.0.1 LOGIN=admin"),
+                         (550, ["5.7.0 Error: insufficient authorization"]))
+        # IPv6 and unknown values (a new connection from the proxy).
+        c, _ = self.greeted(srv)
         code, text = c.command("XCLIENT ADDR=IPV6:2001:db8::5 PORT=[UNAVAILABLE]")
         self.assertEqual(code, 220, text)
         self.assertEqual(c.command("HELO client6.example")[0], 250)
@@ -107,12 +114,15 @@ class XClient(h.TestCase):
         # The proxy itself (127.0.0.1) may not relay here.
         self.assertEqual(self.send_message(c, "proxy-itself")[0], 554)
         self.assertEqual(c.command("RSET")[0], 250)
-        # As 192.0.2.9 it may; as 198.51.100.9 not; authenticated (LOGIN) it may.
+        # As 192.0.2.9 it may; as 198.51.100.9 not; authenticated (LOGIN) it
+        # may, but an empty LOGIN= is nobody. One connection each.
         for xclient, subject, want in (
                 ("ADDR=192.0.2.9 HELO=inside.example", "inside", 250),
                 ("ADDR=198.51.100.9 HELO=outside.example", "outside", 554),
+                ("ADDR=198.51.100.9 HELO=outside.example LOGIN=", "empty-login", 554),
                 ("ADDR=198.51.100.9 HELO=outside.example LOGIN=alice", "authenticated", 250)):
             with self.subTest(xclient):
+                c, _ = self.greeted(srv)
                 self.assertEqual(c.command("XCLIENT " + xclient)[0], 220)
                 self.assertEqual(c.command("EHLO " + xclient.split("HELO=")[1].split()[0])[0], 250)
                 self.assertEqual(self.send_message(c, subject)[0], want)
@@ -129,6 +139,17 @@ class XClient(h.TestCase):
         self.assertIn(b"Received: from outside.example ([198.51.100.9])", auth)
         self.assertIn(b"with ESMTPA", auth)
         self.assertNotIn(b"alice", auth.split(b"\r\n\r\n")[0].split(b"Subject:")[0])
+
+    def test_proto_esmtp(self):
+        srv = self.server("--xclient-networks", "127.0.0.1/32")
+        c, _ = self.greeted(srv)
+        self.assertEqual(c.command("XCLIENT ADDR=192.0.2.30 HELO=c.example PROTO=ESMTP")[0], 220)
+        # As after EHLO: ESMTP parameters, enhanced codes; no new EHLO needed.
+        self.assertEqual(c.command("MAIL FROM:<a@example.com> SIZE=10 BODY=8BITMIME"),
+                         (250, ["2.1.0 OK"]))
+        c, _ = self.greeted(srv)
+        self.assertEqual(c.command("XCLIENT ADDR=192.0.2.31 HELO=c.example PROTO=SMTP")[0], 220)
+        self.assertEqual(c.command("MAIL FROM:<a@example.com> SIZE=10")[0], 501)
 
     def test_smtplib_as_the_proxy(self):
         srv = self.server("--xclient-networks", "127.0.0.0/8")

@@ -36,6 +36,16 @@ static const struct proxy_case cases[] = {
         "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n"),
      104, 1, false, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 65535},
+    {"v1 107 bytes",
+     IN("PROXY UNKNOWN "
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "x\r\n"),
+     107, 1, true, "", "", 0, 0},
+    {"v1 108 bytes",
+     IN("PROXY UNKNOWN "
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xx\r\n"),
+     PROXY_BAD},
     {"v1 incomplete", IN("PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\r"), PROXY_MORE},
     {"v1 bare LF", IN("PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\n"), PROXY_BAD},
     {"v1 CR without LF", IN("PROXY TCP4 192.0.2.10 198.51.100.1 56324 25\rX"), PROXY_BAD},
