@@ -78,22 +78,30 @@ def start_config(smtpd, n, tmp):
     servers and the port to send to."""
     servers = []
     ports = []
-    for i in range(max(n, 1)):
+    try:
+        for i in range(max(n, 1)):
+            port = free_port()
+            argv = [smtpd, "-n", "-c", "Sink", "--max-connections", "5000"]
+            if n:
+                argv.append("--proxy-protocol")
+            cls = Silent if n else Server
+            servers.append(cls("smtpd%d" % i, argv + ["127.0.0.1:%d" % port], port))
+            servers[-1].start()
+            ports.append(port)
+        if not n:
+            return servers, ports[0]
         port = free_port()
-        argv = [smtpd, "-n", "-c", "Sink", "--max-connections", "5000"]
-        if n:
-            argv.append("--proxy-protocol")
-        cls = Silent if n else Server
-        servers.append(cls("smtpd%d" % i, argv + ["127.0.0.1:%d" % port], port).start())
-        ports.append(port)
-    if not n:
-        return servers, ports[0]
-    port = free_port()
-    cfg = os.path.join(tmp, "haproxy-%d.cfg" % n)
-    with open(cfg, "w") as f:
-        f.write(haproxy_config(port, ports))
-    servers.append(Server("haproxy", [HAPROXY, "-db", "-f", cfg], port).start())
-    return servers, port
+        cfg = os.path.join(tmp, "haproxy-%d.cfg" % n)
+        with open(cfg, "w") as f:
+            f.write(haproxy_config(port, ports))
+        servers.append(Server("haproxy", [HAPROXY, "-db", "-f", cfg], port))
+        servers[-1].start()
+        return servers, port
+    except BaseException:
+        for sv in servers:  # those started so far
+            if sv.proc is not None:
+                sv.stop()
+        raise
 
 
 def main():
