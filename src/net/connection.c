@@ -462,8 +462,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
                                               : why);
 }
 
-/* Numeric text and port of @p sa into @p addr (64 bytes) and @p port. */
-static void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port)
+void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port)
 {
     snprintf(addr, 64, "?");
     *port = 0;

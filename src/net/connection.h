@@ -38,6 +38,10 @@ void conn_drop(struct conn *c, const char *why);
 /** The client's IP address (numeric text). */
 const char *conn_peer_addr(const struct conn *c);
 
+/** Numeric text and port of IPv4/IPv6 address @p sa into @p addr (at
+ *  least 64 bytes; "?" for another family) and @p port. */
+void sockaddr_text(const struct sockaddr *sa, char *addr, uint16_t *port);
+
 /** List links, owned by the server. */
 struct conn *conn_next(const struct conn *c);
 void conn_link(struct conn *c, struct conn **head);

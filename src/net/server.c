@@ -302,27 +302,12 @@ static void accept_pause(struct smtpd_server *srv, int e)
     }
 }
 
-/* The numeric address of @p sa into @p addr (INET6_ADDRSTRLEN bytes; ""
- * for another family); @return its port. */
-static unsigned sa_addr(const struct sockaddr *sa, char *addr)
-{
-    addr[0] = '\0';
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, INET6_ADDRSTRLEN);
-        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    }
-    if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, INET6_ADDRSTRLEN);
-        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    }
-    return 0;
-}
-
 /* Clients connected now from the address in @p sa. */
 static unsigned count_from(const struct smtpd_server *srv, const struct sockaddr *sa)
 {
-    char addr[INET6_ADDRSTRLEN];
-    sa_addr(sa, addr);
+    char addr[64];
+    uint16_t port;
+    sockaddr_text(sa, addr, &port);
     unsigned n = 0;
     for (const struct conn *c = srv->conns; c; c = conn_next(c))
         n += strcmp(conn_peer_addr(c), addr) == 0;
@@ -388,8 +373,9 @@ static void proxy_done(void *arg, struct proxy_wait *w, const char *error)
     struct smtpd_server *srv = arg;
     unlink_wait(srv, w);
     if (error) {
-        char from[INET6_ADDRSTRLEN];
-        unsigned port = sa_addr((const struct sockaddr *)&w->balancer, from);
+        char from[64];
+        uint16_t port;
+        sockaddr_text((const struct sockaddr *)&w->balancer, from, &port);
         server_log(srv, SMTPD_LOG_WARNING, "connection from %s:%u closed: %s", from, port, error);
     } else {
         evutil_socket_t fd = w->fd;
@@ -406,8 +392,9 @@ static void proxy_done(void *arg, struct proxy_wait *w, const char *error)
 static void await_proxy_header(struct smtpd_server *srv, evutil_socket_t fd,
                                const struct sockaddr *sa, bool tls)
 {
-    char addr[INET6_ADDRSTRLEN];
-    unsigned port = sa_addr(sa, addr);
+    char addr[64];
+    uint16_t port;
+    sockaddr_text(sa, addr, &port);
     if (!cidr_match(srv->proxy_nets, srv->n_proxy_nets, addr)) {
         evutil_closesocket(fd);
         server_log(srv, SMTPD_LOG_WARNING,

@@ -132,34 +132,24 @@ static int parse_v2(const unsigned char *buf, size_t len, struct proxy_header *o
     struct proxy_header h;
     memset(&h, 0, sizeof(h));
     h.version = 2;
+    /* TCP over IPv4 (0x11) or IPv6 (0x21): source and destination
+     * addresses, then their ports; anything else (LOCAL, another family or
+     * transport) keeps the connection's own. */
+    unsigned fam = command == 0 ? 0 : buf[13];
+    int af = fam == 0x11 ? AF_INET : fam == 0x21 ? AF_INET6 : AF_UNSPEC;
+    size_t n = af == AF_INET ? 4 : 16; /* bytes of one address */
+    if (af != AF_UNSPEC && total - 16 < 2 * n + 4)
+        return PROXY_BAD;
+    if (len < total)
+        return PROXY_MORE;
     const unsigned char *a = buf + 16;
-    size_t alen = total - 16;
-    switch (command == 0 ? 0 : buf[13]) {
-    case 0x11: /* TCP over IPv4: 4 + 4 address bytes, 2 + 2 port bytes */
-        if (alen < 12)
-            return PROXY_BAD;
-        if (len < total)
-            return PROXY_MORE;
-        inet_ntop(AF_INET, a, h.src_addr, sizeof(h.src_addr));
-        inet_ntop(AF_INET, a + 4, h.dst_addr, sizeof(h.dst_addr));
-        h.src_port = be16(a + 8);
-        h.dst_port = be16(a + 10);
-        break;
-    case 0x21: /* TCP over IPv6: 16 + 16, 2 + 2 */
-        if (alen < 36)
-            return PROXY_BAD;
-        if (len < total)
-            return PROXY_MORE;
-        inet_ntop(AF_INET6, a, h.src_addr, sizeof(h.src_addr));
-        inet_ntop(AF_INET6, a + 16, h.dst_addr, sizeof(h.dst_addr));
-        h.src_port = be16(a + 32);
-        h.dst_port = be16(a + 34);
-        break;
-    default: /* LOCAL, or another family or transport: the connection's own */
-        if (len < total)
-            return PROXY_MORE;
+    if (af == AF_UNSPEC) {
         h.local = true;
-        break;
+    } else {
+        inet_ntop(af, a, h.src_addr, sizeof(h.src_addr));
+        inet_ntop(af, a + n, h.dst_addr, sizeof(h.dst_addr));
+        h.src_port = be16(a + 2 * n);
+        h.dst_port = be16(a + 2 * n + 2);
     }
     *out = h;
     return (int)total;
