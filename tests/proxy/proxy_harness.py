@@ -10,7 +10,8 @@ stops them again. A missing tool is a failure, never a skip.
 
 From tests/pylib/smtpdtest.py (starting smtpd, the recorder, the raw
 client) and tests/tls/tlslib.py (certificates made for the run); added
-here: TlsFiles, a certificate pair for one test.
+here: TlsFiles, a certificate pair for one test, and DialogueTestCase, a
+transaction on a raw client and the DebuggingServer output it printed.
 """
 
 import os
@@ -38,3 +39,27 @@ class TlsFiles:
         test.addCleanup(certs.cleanup)
         self.cert, self.key = certs.cert, certs.key
         self.ca = certs.ca
+
+
+class DialogueTestCase(TestCase):
+
+    def transaction(self, c, subject, rcpt="bob@example.com"):
+        """MAIL, RCPT, DATA on greeted client c: the reply to the final dot,
+        or the RCPT reply when that is not 250."""
+        self.assertEqual(c.command("MAIL FROM:<alice@example.org>")[0], 250)
+        code, text = c.command("RCPT TO:<%s>" % rcpt)
+        if code != 250:
+            return code, text
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: " + subject.encode() + b"\r\n\r\nhello\r\n.\r\n")
+        return c.reply()
+
+    def printed(self, srv, subject, timeout=5 * SLOW):
+        """The DebuggingServer output block of the message with this subject."""
+        def block():
+            for b in srv.stdout().split(b"---------- MESSAGE FOLLOWS ----------"):
+                if b"Subject: " + subject.encode() in b:
+                    return b
+        found = wait_until(block, timeout, 0.05)
+        self.assertIsNotNone(found, "message %r not printed:\n%r" % (subject, srv.stdout()))
+        return found

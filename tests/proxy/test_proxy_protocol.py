@@ -38,7 +38,7 @@ def v2(src=None, dst="127.0.0.1", sport=40000, dport=25, command=1, tlvs=b""):
             + struct.pack("!H", len(body)) + body)
 
 
-class ProxyProtocol(h.TestCase):
+class ProxyProtocol(h.DialogueTestCase):
 
     def server(self, *options, cls="DebuggingServer", **kw):
         return self.start("--proxy-protocol", *options, cls=cls, **kw)
@@ -53,23 +53,7 @@ class ProxyProtocol(h.TestCase):
 
     def send_message(self, c, subject, rcpt="bob@example.com"):
         self.assertEqual(c.command("EHLO client.example")[0], 250)
-        self.assertEqual(c.command("MAIL FROM:<alice@example.org>")[0], 250)
-        code, text = c.command("RCPT TO:<%s>" % rcpt)
-        if code != 250:
-            return code, text
-        self.assertEqual(c.command("DATA")[0], 354)
-        c.send(b"Subject: " + subject.encode() + b"\r\n\r\nhello\r\n.\r\n")
-        return c.reply()
-
-    def printed(self, srv, subject, timeout=5 * h.SLOW):
-        """The DebuggingServer output block of the message with this subject."""
-        def block():
-            for b in srv.stdout().split(b"---------- MESSAGE FOLLOWS ----------"):
-                if b"Subject: " + subject.encode() in b:
-                    return b
-        found = h.wait_until(block, timeout, 0.05)
-        self.assertIsNotNone(found, "message %r not printed:\n%r" % (subject, srv.stdout()))
-        return found
+        return self.transaction(c, subject, rcpt)
 
     def assert_refused(self, srv, data, log, source=None, wait=5 * h.SLOW):
         """A connection that sends data is closed without a reply, with a

@@ -15,7 +15,7 @@ import time
 import proxy_harness as h
 
 
-class XClient(h.TestCase):
+class XClient(h.DialogueTestCase):
 
     def server(self, *options, cls="DebuggingServer", **kw):
         return self.start(*options, cls=cls, **kw)
@@ -27,23 +27,6 @@ class XClient(h.TestCase):
         self.assertEqual(code, 250, lines)
         return c, lines
 
-    def send_message(self, c, subject, rcpt="bob@example.com"):
-        self.assertEqual(c.command("MAIL FROM:<alice@example.org>")[0], 250)
-        code, text = c.command("RCPT TO:<%s>" % rcpt)
-        if code != 250:
-            return code, text
-        self.assertEqual(c.command("DATA")[0], 354)
-        c.send(b"Subject: " + subject.encode() + b"\r\n\r\nhello\r\n.\r\n")
-        return c.reply()
-
-    def printed(self, srv, subject):
-        def block():
-            for b in srv.stdout().split(b"---------- MESSAGE FOLLOWS ----------"):
-                if b"Subject: " + subject.encode() in b:
-                    return b
-        found = h.wait_until(block, 5 * h.SLOW, 0.05)
-        self.assertIsNotNone(found, srv.stdout())
-        return found
 
     def test_allowed_proxy_names_the_client(self):
         srv = self.server("--xclient-networks", "127.0.0.1/32")
@@ -55,7 +38,7 @@ class XClient(h.TestCase):
         self.assertIn("ESMTP", text[0])
         # A new session: the proxy greets again with the client's name.
         self.assertEqual(c.command("EHLO client.example")[0], 250)
-        self.assertEqual(self.send_message(c, "via-xclient")[0], 250)
+        self.assertEqual(self.transaction(c, "via-xclient")[0], 250)
         self.assertIn(b"X-Peer: 192.0.2.7\n", self.printed(srv, "via-xclient"))
         self.assertIsNotNone(srv.wait_log(
             rb"XCLIENT from 127\.0\.0\.1:\d+: client 192\.0\.2\.7:4444 name=client\.example "
@@ -71,7 +54,7 @@ class XClient(h.TestCase):
         code, text = c.command("XCLIENT ADDR=IPV6:2001:db8::5 PORT=[UNAVAILABLE]")
         self.assertEqual(code, 220, text)
         self.assertEqual(c.command("HELO client6.example")[0], 250)
-        self.assertEqual(self.send_message(c, "via-xclient6")[0], 250)
+        self.assertEqual(self.transaction(c, "via-xclient6")[0], 250)
         self.assertIn(b"X-Peer: 2001:db8::5\n", self.printed(srv, "via-xclient6"))
 
     def test_errors_keep_the_session(self):
@@ -101,7 +84,7 @@ class XClient(h.TestCase):
                                  (550, ["5.7.0 Error: insufficient authorization"]))
                 code, help_lines = c.command("HELP")
                 self.assertNotIn("XCLIENT", " ".join(help_lines))
-                self.assertEqual(self.send_message(c, "still-fine")[0], 250)
+                self.assertEqual(self.transaction(c, "still-fine")[0], 250)
                 self.assertNotIn(b"X-Peer: 192.0.2.1", srv.stdout())
 
     def test_relay_decision_follows_the_xclient_address(self):
@@ -112,7 +95,7 @@ class XClient(h.TestCase):
                           extra=["127.0.0.1:%d" % rec.port], stdout=subprocess.DEVNULL)
         c, _ = self.greeted(srv)
         # The proxy itself (127.0.0.1) may not relay here.
-        self.assertEqual(self.send_message(c, "proxy-itself")[0], 554)
+        self.assertEqual(self.transaction(c, "proxy-itself")[0], 554)
         self.assertEqual(c.command("RSET")[0], 250)
         # As 192.0.2.9 it may; as 198.51.100.9 not; authenticated (LOGIN) it
         # may, but an empty LOGIN= is nobody. One connection each.
@@ -125,7 +108,7 @@ class XClient(h.TestCase):
                 c, _ = self.greeted(srv)
                 self.assertEqual(c.command("XCLIENT " + xclient)[0], 220)
                 self.assertEqual(c.command("EHLO " + xclient.split("HELO=")[1].split()[0])[0], 250)
-                self.assertEqual(self.send_message(c, subject)[0], want)
+                self.assertEqual(self.transaction(c, subject)[0], want)
                 self.assertEqual(c.command("RSET")[0], 250)
         msgs = rec.wait_messages(2, 5 * h.SLOW)
         time.sleep(0.2)
