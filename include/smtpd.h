@@ -260,6 +260,10 @@ struct smtpd_message {
     /** The identity the client authenticated as (AUTH, RFC 4954), NULL when
      *  it did not. */
     const char *auth_identity;
+    /** The data came in BDAT chunks (CHUNKING, RFC 3030), not after DATA;
+     *  data is the same either way. The relays send such a message with
+     *  BDAT when the upstream offers CHUNKING. */
+    bool chunked;
 };
 
 /** What a handler callback returns. */

@@ -351,7 +351,7 @@ static enum smtpd_verdict proxy_message(void *arg, struct smtpd_session *s,
     r->worst = (struct client_reply){.code = 0}; /* any reply beats it */
     for (int i = 0; i < 2; i++)
         if (data[i])
-            leg_data(legs[i], data[i], len[i]);
+            leg_data(legs[i], data[i], len[i], m->chunked);
     return SMTPD_PENDING;
 }
 

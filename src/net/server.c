@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "auth.h"
 #include "auth_guard.h"
+#include "bdat_cmd.h"
 #include "cidr.h"
 #include "connection.h"
 #include "fqdn.h"
@@ -71,7 +72,7 @@ struct smtpd_server {
     struct event *grace_ev;
     struct event *retry_ev;
     SSL_CTX *tls_ctx;               /* our reference; NULL: no TLS */
-    const struct chan_ext *exts[3]; /* params.exts: see set_extensions */
+    const struct chan_ext *exts[4]; /* params.exts: see set_extensions */
 };
 
 const char *smtpd_strerror(enum smtpd_err err)
@@ -135,7 +136,7 @@ static void server_log(const struct smtpd_server *srv, enum smtpd_log_level leve
 
 /* The library's own extension commands: STARTTLS on a server with TLS,
  * AUTH when the handler has on_auth, XCLIENT (listed in EHLO only to
- * xclient_networks). */
+ * xclient_networks), BDAT. */
 static void set_extensions(struct smtpd_server *srv)
 {
     size_t n = 0;
@@ -144,6 +145,7 @@ static void set_extensions(struct smtpd_server *srv)
     if (srv->params.handler.on_auth)
         srv->exts[n++] = &auth_ext;
     srv->exts[n++] = &xclient_ext; /* 550 5.7.0 for all but xclient_networks */
+    srv->exts[n++] = &bdat_ext;
     srv->params.exts = srv->exts;
     srv->params.n_exts = n;
 }

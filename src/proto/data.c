@@ -14,6 +14,12 @@ void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_polic
     de->raw = 0;
     de->limit = limit;
     de->too_much = false;
+    de->chunked = false;
+}
+
+void data_engine_chunked(struct data_engine *de)
+{
+    de->chunked = true;
 }
 
 void data_buf_reset(struct data_buf *b)
@@ -26,13 +32,13 @@ void data_buf_reset(struct data_buf *b)
     b->len = 0;
 }
 
-/* Append unless over the limit. The stored data may exceed the counted size
- * by the final CRLF, hence raw - 2 (written so that no limit overflows). */
+/* Append unless over the limit (the stored data may exceed the counted
+ * size by the final CRLF, which data_size() leaves out). */
 static bool put(struct data_engine *de, struct data_buf *out, const char *p, size_t n)
 {
     if (de->too_much || n == 0)
         return true;
-    if (de->limit && de->raw >= 2 && de->raw - 2 > de->limit) {
+    if (de->limit && data_size(de) > de->limit) {
         de->too_much = true;
         free(out->p);
         out->p = NULL;
@@ -113,7 +119,7 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
         enum data_result r = DATA_NEED_MORE;
         switch (de->state) {
         case DATA_LINE_START:
-            if (in[i] == '.') {
+            if (in[i] == '.' && !de->chunked) {
                 de->state = DATA_DOT;
                 i++;
             } else {
@@ -201,8 +207,24 @@ enum data_result data_feed(struct data_engine *de, struct data_buf *out, const c
 
 size_t data_size(const struct data_engine *de)
 {
+    if (de->chunked)
+        return de->raw;
     /* The CRLF before the final dot belongs to the terminator. */
     return de->raw >= 2 ? de->raw - 2 : 0;
+}
+
+bool data_chunked_end(struct data_engine *de, struct data_buf *out)
+{
+    if (de->state == DATA_CR) {
+        de->bare = true;
+        if (de->policy == BARE_NORMALIZE && !put(de, out, "\n", 1))
+            return false;
+    }
+    de->state = DATA_LINE_START;
+    if (de->too_much || out->len == 0 ||
+        (out->len >= 2 && out->p[out->len - 2] == '\r' && out->p[out->len - 1] == '\n'))
+        return true;
+    return put(de, out, "\r\n", 2);
 }
 
 bool data_too_much(const struct data_engine *de)

@@ -42,6 +42,7 @@ struct data_engine {
     size_t raw;     /* wire octets taken before the end line */
     size_t limit;   /* size limit in octets, 0 = none */
     bool too_much;  /* over the limit: nothing more is stored */
+    bool chunked;   /* BDAT: no dot-stuffing, no end line (data_engine_chunked) */
 };
 
 enum data_result {
@@ -66,12 +67,25 @@ void data_buf_reset(struct data_buf *b);
 
 void data_engine_init(struct data_engine *de, size_t limit, enum data_bare_policy policy);
 
+/** Make @p de (just initialized) take BDAT chunks (RFC 3030): every octet
+ *  is data, with no dot-stuffing and no end line; the caller counts each
+ *  chunk's octets, feeds nothing past it, and calls data_chunked_end()
+ *  after the last. The bare CR/LF policy still applies, and the size is
+ *  every octet fed. */
+void data_engine_chunked(struct data_engine *de);
+
+/** After the last chunk: a CR at its very end is a bare CR (the policy
+ *  applies), and data that does not end in CRLF gets one, so the handler
+ *  sees what DATA would have given it. @return false when out of memory. */
+bool data_chunked_end(struct data_engine *de, struct data_buf *out);
+
 /** Feed @p in; unstuffed bytes are appended to @p out (which grows with
  *  realloc). *consumed: bytes of @p in taken. */
 enum data_result data_feed(struct data_engine *de, struct data_buf *out, const char *in,
                            size_t in_len, size_t *consumed);
 
-/** The message size after DATA_END, as smtpd counts it (see above). */
+/** The message size after DATA_END, as smtpd counts it (see above); for
+ *  chunks, the octets fed. */
 size_t data_size(const struct data_engine *de);
 
 /** Whether the message went over the limit (552 after the final dot). */

@@ -532,13 +532,14 @@ void client_rcpt(struct smtp_client *c, const char *forward_path, client_cb cb, 
     sync_timeout(c);
 }
 
-void client_data(struct smtp_client *c, char *data, size_t len, client_cb cb, void *arg)
+void client_data(struct smtp_client *c, char *data, size_t len, bool chunked, client_cb cb,
+                 void *arg)
 {
     if (!start(c, cb, arg)) {
         free(data);
         return;
     }
-    cp_data(&c->proto, data, len);
+    cp_data(&c->proto, data, len, chunked);
     sync_timeout(c);
 }
 

@@ -67,7 +67,8 @@ void client_rcpt(struct smtp_client *c, const char *forward_path, client_cb cb, 
 /** DATA, then @p data (CRLF line ends; dot-stuffed here) and the final dot.
  *  Takes ownership of @p data (malloc'd). LMTP: @p cb runs once per
  *  accepted recipient (RFC 2033 4.2), r->last on the final one. */
-void client_data(struct smtp_client *c, char *data, size_t len, client_cb cb, void *arg);
+void client_data(struct smtp_client *c, char *data, size_t len, bool chunked, client_cb cb,
+                 void *arg);
 /** RSET. */
 void client_rset(struct smtp_client *c, client_cb cb, void *arg);
 

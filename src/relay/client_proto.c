@@ -269,6 +269,7 @@ static void parse_ehlo_keyword(struct client_proto *p, const char *t, size_t n)
         {"PIPELINING", EXT_PIPELINING},
         {"ENHANCEDSTATUSCODES", EXT_ENHANCEDSTATUSCODES},
         {"STARTTLS", EXT_STARTTLS},
+        {"CHUNKING", EXT_CHUNKING},
     };
     if (n > 4 && strncasecmp(t, "AUTH", 4) == 0 && (t[4] == ' ' || t[4] == '=')) {
         parse_auth_mechs(p, t + 5, n - 5);
@@ -581,9 +582,19 @@ void cp_rcpt(struct client_proto *p, const char *forward_path)
     p->st = CP_RCPT;
 }
 
-void cp_data(struct client_proto *p, char *data, size_t len)
+void cp_data(struct client_proto *p, char *data, size_t len, bool chunked)
 {
     drop_data(p);
+    if (chunked && (p->ext & EXT_CHUNKING)) {
+        /* One chunk: the message is whole already, so nothing is gained
+         * by more, and the reply to it is the final dot's. */
+        send_command(p, "BDAT %zu LAST", len);
+        p->out.data(p->out.arg, data, len);
+        free(data);
+        p->lmtp_left = p->lmtp ? p->rcpts_ok : 1;
+        p->st = CP_DATA_END;
+        return;
+    }
     p->data = data;
     p->data_len = len;
     send_command(p, "DATA");

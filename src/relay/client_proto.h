@@ -34,6 +34,7 @@ enum client_ext {
     EXT_PIPELINING = 8,
     EXT_ENHANCEDSTATUSCODES = 16,
     EXT_STARTTLS = 32,
+    EXT_CHUNKING = 64,
 };
 
 /** SASL mechanisms the upstream advertised (the EHLO's AUTH keyword). */
@@ -75,7 +76,7 @@ enum cp_state {
     CP_MAIL,
     CP_RCPT,
     CP_DATA_CMD, /* DATA sent, waiting for 354 */
-    CP_DATA_END, /* data and the final dot sent */
+    CP_DATA_END, /* data and the final dot sent, or BDAT LAST and its chunk */
     CP_RSET,
     CP_DEAD, /* unusable: closed, failed or out of sync */
 };
@@ -85,7 +86,8 @@ struct cp_out {
     /** One command line, CRLF included. @p shown: what a log may show
      *  instead of the line, which carries credentials; NULL: the line. */
     void (*command)(void *arg, const char *line, size_t len, const char *shown);
-    /** Message data, already dot-stuffed, final dot included. */
+    /** Message data, already dot-stuffed, final dot included; or the
+     *  octets of a BDAT chunk, as they are. */
     void (*data)(void *arg, const char *buf, size_t len);
     void *arg;
 };
@@ -173,9 +175,11 @@ void cp_lost(struct client_proto *p, const char *why, struct client_reply *r);
 void cp_mail(struct client_proto *p, const char *reverse_path, const char *params);
 /** RCPT TO:<@p forward_path>. */
 void cp_rcpt(struct client_proto *p, const char *forward_path);
-/** DATA; after 354 @p data (CRLF line ends, dot-stuffed here) and the final
- *  dot. Takes ownership of @p data (malloc'd). */
-void cp_data(struct client_proto *p, char *data, size_t len);
+/** The message @p data (CRLF line ends), and ownership of it (malloc'd):
+ *  with @p chunked and an upstream that offers CHUNKING, as one chunk
+ *  "BDAT <len> LAST" (RFC 3030 2) and the octets as they are; else DATA,
+ *  then after 354 the data dot-stuffed here and the final dot. */
+void cp_data(struct client_proto *p, char *data, size_t len, bool chunked);
 /** RSET. */
 void cp_rset(struct client_proto *p);
 /** QUIT; the machine is then dead (the reply is not awaited). */

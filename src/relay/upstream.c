@@ -417,7 +417,7 @@ static void data_replied(void *arg, const struct client_reply *r)
     step_done(l, r);
 }
 
-void leg_data(struct leg *l, char *data, size_t len)
+void leg_data(struct leg *l, char *data, size_t len, bool chunked)
 {
     l->waiting = true;
     if (!l->c) {
@@ -431,7 +431,7 @@ void leg_data(struct leg *l, char *data, size_t len)
         refuse(l, 554, "5.6.3", "Error: the upstream server does not support 8BITMIME");
         return;
     }
-    client_data(l->c, data, len, data_replied, l);
+    client_data(l->c, data, len, chunked, data_replied, l);
 }
 
 void leg_end(struct leg *l)

@@ -76,8 +76,9 @@ void leg_init(struct leg *l, struct upstream *u, leg_done_fn done, void *arg);
  *  SMTPUTF8 / 8BITMIME. */
 void leg_mail(struct leg *l, const char *reverse_path, const char *const *params, size_t n);
 void leg_rcpt(struct leg *l, const char *forward_path);
-/** Takes ownership of @p data (malloc'd). */
-void leg_data(struct leg *l, char *data, size_t len);
+/** Takes ownership of @p data (malloc'd); @p chunked: send it with BDAT
+ *  when the upstream offers CHUNKING (cp_data). */
+void leg_data(struct leg *l, char *data, size_t len, bool chunked);
 /** The transaction ended or was abandoned: a step in flight is cancelled
  *  (the connection dropped, so the upstream discards it); an open upstream
  *  transaction is RSET; the connection goes back to the pool. */

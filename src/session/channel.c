@@ -34,6 +34,7 @@
 enum chan_state {
     ST_COMMAND, /* reading command lines */
     ST_DATA,    /* reading message data after 354 */
+    ST_BDAT,    /* reading the octets of a BDAT chunk */
     ST_CLOSED,  /* QUIT, timeout or refusal: nothing more is read */
 };
 
@@ -67,6 +68,19 @@ struct txn {
     unsigned n_refused;
     char *refusal;
     char *data_refusal; /* the last refusal of DATA itself (on_data) */
+    bool chunked;       /* BDAT began the data: no DATA now (RFC 3030 3) */
+    bool data_asked;    /* on_data was asked, at the end of the first chunk */
+};
+
+/* The BDAT chunk being read (channel_bdat): its size and the octets still
+ * to come, whether it is the last, and the reply that refuses it once it
+ * has been read (code 0: none). */
+struct chunk {
+    uint64_t size, left;
+    bool last;
+    bool pending; /* asked for: read once the BDAT command's step is over */
+    int refusal_code;
+    const char *refusal_enh, *refusal_text;
 };
 
 struct smtpd_session {
@@ -105,6 +119,7 @@ struct smtpd_session {
 
     struct line_reader lr;
     struct txn txn;
+    struct chunk chunk;
     struct smtpd_message msg; /* handed to on_message; valid until answered */
 
     /* The handler step awaiting an answer, and the answer once given. */
@@ -260,7 +275,7 @@ static void close_session(struct smtpd_session *s)
 {
     if (s->state == ST_CLOSED)
         return;
-    s->closed_in_data = s->state == ST_DATA;
+    s->closed_in_data = s->state == ST_DATA || s->state == ST_BDAT;
     s->state = ST_CLOSED;
     s->tr->close(s->io);
 }
@@ -365,7 +380,10 @@ static bool valid_enh(const char *e, int code)
 }
 
 static void finish_step(struct smtpd_session *s);
+static void chunk_read(struct smtpd_session *s);
 static void check_errors(struct smtpd_session *s);
+static void start_chunk(struct smtpd_session *s);
+static void chunk_accepted(struct smtpd_session *s);
 static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *arg, size_t len);
 static bool idle(const struct smtpd_session *s);
 static void shutdown_now(struct smtpd_session *s);
@@ -839,6 +857,10 @@ static void cmd_data(struct smtpd_session *s, const char *arg, size_t len)
         reply(s, 501, "5.5.4", "Syntax: DATA");
         return;
     }
+    if (s->txn.chunked) {
+        reply(s, 503, "5.5.1", "Error: BDAT and DATA cannot be mixed in one transaction");
+        return;
+    }
     const struct smtpd_handler *h = &s->params->handler;
     if (!h->on_data) {
         start_data(s);
@@ -1073,7 +1095,8 @@ static void log_ended(struct smtpd_session *s, const char *why)
         return;
     char env[700], rcpts[LOG_REPLY_MAX + 300] = "", data[LOG_REPLY_MAX + 40] = "";
     format_envelope(s, env, sizeof(env));
-    const char *where = s->state == ST_DATA || s->closed_in_data ? "in DATA" : "before DATA";
+    const char *where =
+        s->state == ST_DATA || s->state == ST_BDAT || s->closed_in_data ? "in DATA" : "before DATA";
     if (t->n_refused && t->refusal)
         snprintf(rcpts, sizeof(rcpts), "; %u recipient%s refused, last %s", t->n_refused,
                  t->n_refused == 1 ? "" : "s", t->refusal);
@@ -1250,13 +1273,22 @@ static void finish_step(struct smtpd_session *s)
     }
     case STEP_DATA_CMD:
         if (code < 300) {
-            start_data(s);
-        } else if (log_info_on(s)) {
+            if (s->txn.chunked)
+                chunk_accepted(s);
+            else
+                start_data(s);
+            break;
+        }
+        if (log_info_on(s)) {
             char rep[LOG_REPLY_MAX];
             format_reply(s, ans, ans_len, rep, sizeof(rep));
             free(s->txn.data_refusal);
             s->txn.data_refusal = strdup(rep);
         }
+        /* A refused chunk ends the transaction: a later chunk must not
+         * become the start of a shorter message. */
+        if (s->txn.chunked)
+            txn_clear(s, "BDAT");
         break;
     case STEP_EXT: {
         const struct smtpd_command *ext = s->ext;
@@ -1277,6 +1309,8 @@ static void finish_step(struct smtpd_session *s)
             s->greeting = NULL;
             set_greeting(s, g, strlen(g), verb == CMD_EHLO);
             free(g);
+        } else if (s->chunk.pending) {
+            start_chunk(s);
         } else if (!answered) {
             reply(s, 250, "2.0.0", "OK");
         } else if (code / 100 == 3) {
@@ -1348,6 +1382,7 @@ static void end_of_data(struct smtpd_session *s)
         .tls_cipher = s->tls ? s->tls_cipher : NULL,
         .tls_cipher_bits = s->tls ? s->tls_bits : 0,
         .auth_identity = s->auth_identity,
+        .chunked = t->chunked,
     };
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_DATA);
@@ -1423,8 +1458,11 @@ static void run_extension(struct smtpd_session *s, const struct smtpd_command *e
 /* What --require-tls lets through before TLS (RFC 3207 4). */
 static bool allowed_before_tls(enum cmd_verb v, const char *line, size_t len)
 {
+    /* BDAT too: its chunk must be read before it is refused (no MAIL can
+     * have come before TLS), or its octets would be read as commands. */
+    size_t n = cmd_verb_len(line, len);
     return v == CMD_EHLO || v == CMD_HELO || v == CMD_NOOP || v == CMD_RSET || v == CMD_QUIT ||
-           verb_is("STARTTLS", line, cmd_verb_len(line, len));
+           verb_is("STARTTLS", line, n) || verb_is("BDAT", line, n);
 }
 
 static bool sasl_name_char(char c)
@@ -1610,6 +1648,119 @@ static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size
     }
 }
 
+/* ---- BDAT (RFC 3030) ---- */
+
+void channel_bdat(struct smtpd_session *s, uint64_t size, bool last)
+{
+    struct txn *t = &s->txn;
+    struct chunk *c = &s->chunk;
+    *c = (struct chunk){.size = size, .left = size, .last = last, .pending = true};
+    const char *why = !s->helo                  ? "Error: send HELO first"
+                      : !t->reverse_path        ? "Error: need MAIL command"
+                      : t->n_forward_paths == 0 ? "Error: need RCPT command"
+                                                : NULL;
+    if (why) {
+        c->refusal_code = 503;
+        c->refusal_enh = "5.5.1";
+        c->refusal_text = why;
+        return;
+    }
+    if (!t->chunked) {
+        data_engine_init(&t->de, s->params->cfg.data_size_limit,
+                         (enum data_bare_policy)s->params->cfg.bare_lf);
+        data_engine_chunked(&t->de);
+        t->chunked = true;
+    }
+    /* Known from the count: nothing of a chunk too big is kept. */
+    size_t limit = s->params->cfg.data_size_limit;
+    if (limit && (size > limit || t->de.raw > limit - size)) {
+        c->refusal_code = 552;
+        c->refusal_enh = "5.3.4";
+        c->refusal_text = "Error: Too much mail data";
+    }
+}
+
+/* The octets of a chunk (or all of @p buf), then its answer. */
+static void feed_chunk(struct smtpd_session *s, const char *buf, size_t len, size_t *off)
+{
+    struct chunk *c = &s->chunk;
+    size_t n = len - *off;
+    if (n > c->left)
+        n = (size_t)c->left;
+    if (!c->refusal_code) {
+        size_t used;
+        if (data_feed(&s->txn.de, &s->txn.data, buf + *off, n, &used) == DATA_NOMEM) {
+            s->state = ST_COMMAND;
+            reply_nomem(s);
+            txn_clear(s, "a local error");
+            close_session(s);
+            return;
+        }
+    }
+    *off += n;
+    c->left -= n;
+    if (c->left == 0)
+        chunk_read(s);
+}
+
+/* BDAT's step is over: read its chunk (none: it ends here). */
+static void start_chunk(struct smtpd_session *s)
+{
+    s->chunk.pending = false;
+    s->state = ST_BDAT;
+    if (s->chunk.left == 0)
+        chunk_read(s);
+}
+
+/* The whole chunk is in: its refusal, or on_data for the first chunk
+ * (DATA's question; the chunk is read first, so the session stays in
+ * step whatever the answer), or its acceptance. */
+static void chunk_read(struct smtpd_session *s)
+{
+    struct chunk *c = &s->chunk;
+    struct txn *t = &s->txn;
+    s->state = ST_COMMAND;
+    if (c->refusal_code == 552) {
+        char buf[REPLY_LINE_MAX];
+        size_t n = reply_into(s, buf, 552, c->refusal_enh, c->refusal_text);
+        log_message(s, t->de.raw + c->size, buf, n);
+        txn_clear(s, NULL);
+        return;
+    }
+    if (c->refusal_code) {
+        reply(s, c->refusal_code, c->refusal_enh, c->refusal_text);
+        return;
+    }
+    const struct smtpd_handler *h = &s->params->handler;
+    if (h->on_data && !t->data_asked) {
+        t->data_asked = true;
+        begin_step(s, STEP_DATA_CMD);
+        ask(s, h->on_data(h->arg, s));
+        return;
+    }
+    chunk_accepted(s);
+}
+
+/* A chunk taken: 250 for one before the last; after the last, the message
+ * goes to the handler as after DATA's final dot. */
+static void chunk_accepted(struct smtpd_session *s)
+{
+    struct txn *t = &s->txn;
+    if (!s->chunk.last) {
+        char text[80];
+        snprintf(text, sizeof(text), "OK: %llu octets received", (unsigned long long)s->chunk.size);
+        reply(s, 250, "2.0.0", text);
+        return;
+    }
+    if (!data_chunked_end(&t->de, &t->data)) {
+        reply_nomem(s);
+        txn_clear(s, "a local error");
+        close_session(s);
+        return;
+    }
+    end_of_data(s);
+}
+
 /* After a command's answer: 421 once the error budget is spent; the end
  * of a drain. A held answer goes first (channel_delay_done). */
 static void check_errors(struct smtpd_session *s)
@@ -1653,6 +1804,8 @@ size_t channel_feed(struct smtpd_session *s, const char *buf, size_t len)
     while (off < len && s->state != ST_CLOSED && s->step == STEP_NONE && !s->tls_wait) {
         if (s->state == ST_DATA)
             feed_data(s, buf, len, &off);
+        else if (s->state == ST_BDAT)
+            feed_chunk(s, buf, len, &off);
         else
             feed_command(s, buf, len, &off);
         if (s->tr->backlogged && s->tr->backlogged(s->io))
@@ -1808,6 +1961,8 @@ bool channel_line_pending(const struct smtpd_session *s)
 
 size_t channel_data_received(const struct smtpd_session *s)
 {
+    if (s->state == ST_BDAT)
+        return (size_t)(s->chunk.size - s->chunk.left);
     return s->state == ST_DATA ? s->txn.de.raw : 0;
 }
 
@@ -1829,7 +1984,7 @@ enum chan_phase channel_phase(const struct smtpd_session *s)
         return PHASE_WAIT;
     if (s->tls_wait)
         return PHASE_TLS;
-    return s->state == ST_DATA ? PHASE_DATA : PHASE_COMMAND;
+    return s->state == ST_DATA || s->state == ST_BDAT ? PHASE_DATA : PHASE_COMMAND;
 }
 
 void channel_timeout(struct smtpd_session *s)
@@ -1885,7 +2040,7 @@ void channel_lost(struct smtpd_session *s, const char *why)
         smtpd_session_log(s, SMTPD_LOG_INFO, "lost connection from %s (%s)", s->peer_addr, why);
         /* The client closing its side is a disconnect; the rest is lost. */
         s->end_reason = strcmp(why, "eof") == 0 ? "a disconnect" : "a lost connection";
-        s->closed_in_data = s->state == ST_DATA;
+        s->closed_in_data = s->state == ST_DATA || s->state == ST_BDAT;
     }
     s->state = ST_CLOSED;
 }
@@ -1988,9 +2143,9 @@ const char *const *smtpd_session_forward_paths(const struct smtpd_session *s, si
 
 enum smtpd_session_state smtpd_session_state(const struct smtpd_session *s)
 {
-    return s->state == ST_CLOSED ? SMTPD_SESSION_CLOSED
-           : s->state == ST_DATA ? SMTPD_SESSION_DATA
-                                 : SMTPD_SESSION_COMMAND;
+    return s->state == ST_CLOSED                        ? SMTPD_SESSION_CLOSED
+           : s->state == ST_DATA || s->state == ST_BDAT ? SMTPD_SESSION_DATA
+                                                        : SMTPD_SESSION_COMMAND;
 }
 
 const char *smtpd_session_hostname(const struct smtpd_session *s)

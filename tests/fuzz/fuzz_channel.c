@@ -57,6 +57,7 @@
  * FUZZ_TRACE=1 in the environment prints the dialogue of an input.
  */
 #include "auth.h"
+#include "bdat_cmd.h"
 #include "channel.h"
 #include "command.h"
 #include "fuzz.h"
@@ -1137,13 +1138,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     smtpd_config_init(&params.cfg);
     /* Seed bits 22, 21 and 20: STARTTLS offered, --require-tls, implicit TLS. */
     /* Bits 19..16: AUTH, auth_insecure, auth_required, no failure delay. */
-    static const struct chan_ext *const tls_exts[] = {&starttls_ext, &auth_ext};
-    static const struct chan_ext *const auth_exts[] = {&auth_ext};
+    /* BDAT always, as a server has it. */
     bool tls = (seed >> 22) & 1;
     h.with_auth = (seed >> 19) & 1;
     h.tls_offered = tls;
-    params.exts = tls ? tls_exts : h.with_auth ? auth_exts : NULL;
-    params.n_exts = (tls ? 1 : 0) + (h.with_auth ? 1 : 0);
+    const struct chan_ext *exts[3];
+    size_t n_exts = 0;
+    if (tls)
+        exts[n_exts++] = &starttls_ext;
+    if (h.with_auth)
+        exts[n_exts++] = &auth_ext;
+    exts[n_exts++] = &bdat_ext;
+    params.exts = exts;
+    params.n_exts = n_exts;
     params.cfg.auth_insecure = h.with_auth && ((seed >> 18) & 1);
     params.cfg.auth_required = h.with_auth && ((seed >> 17) & 1);
     if (h.with_auth && ((seed >> 16) & 1))

@@ -66,6 +66,8 @@ struct harness {
     bool at_line_start;    /* the next data byte starts a line */
     bool dot_open;         /* a line began with '.': the next must be '.' too */
     size_t data_in_len;    /* what was given to cp_data */
+    bool bdat;             /* it goes as one BDAT chunk (CHUNKING offered) */
+    bool bdat_line;        /* and its BDAT LAST line went out */
     unsigned rcpts_ok;     /* RCPTs answered 2xx since MAIL */
     unsigned lmtp_replies; /* replies seen after the dot so far */
     int n_outputs;         /* commands written since the last event */
@@ -126,6 +128,13 @@ static void out_command(void *arg, const char *line, size_t len, const char *sho
     check_auth_line(h, line, len, shown);
     if (len == 10 && memcmp(line, "STARTTLS", 8) == 0)
         FUZZ_CHECK(h->tls != CP_TLS_NO && !h->p.tls_active);
+    if (len >= 5 && memcmp(line, "BDAT ", 5) == 0) {
+        /* Only for a chunked message, once, with its exact size. */
+        char want[40];
+        int n = snprintf(want, sizeof(want), "BDAT %zu LAST\r\n", h->data_in_len);
+        FUZZ_CHECK(h->bdat && !h->bdat_line && (size_t)n == len && memcmp(line, want, len) == 0);
+        h->bdat_line = true;
+    }
     h->unflushed = true;
     h->n_outputs++;
 }
@@ -137,6 +146,13 @@ static void out_data(void *arg, const char *buf, size_t len)
     FUZZ_CHECK(!h->dead);
     FUZZ_CHECK(h->w == W_DATA && !h->data_written);
     h->unflushed = true;
+    if (h->bdat) {
+        /* The chunk's octets, as they are, after its BDAT line. */
+        FUZZ_CHECK(h->bdat_line && h->data_out_len + len <= h->data_in_len);
+        h->data_out_len += len;
+        h->data_written = h->data_out_len == h->data_in_len;
+        return;
+    }
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
         if (h->dot_open) {
@@ -202,7 +218,9 @@ static void event(struct harness *h, enum cp_event ev, const struct client_reply
         h->rcpts_ok += r->code / 100 == 2;
         break;
     case W_DATA:
-        if (r->code / 100 == 2) {
+        if (r->code / 100 == 2 && h->bdat) {
+            FUZZ_CHECK(h->data_written && !h->unflushed && h->data_out_len == h->data_in_len);
+        } else if (r->code / 100 == 2) {
             /* Acknowledged data it had: written whole, and out. */
             FUZZ_CHECK(h->data_written && !h->unflushed);
             FUZZ_CHECK(h->data_out_len >= 3 + h->data_in_len);
@@ -254,7 +272,8 @@ static const char *const keywords[] = {"SIZE 1000",
                                        "auth cram-md5 login",
                                        "AUTH",
                                        "AUTH=",
-                                       "AUTHPLAIN"};
+                                       "AUTHPLAIN",
+                                       "CHUNKING"};
 
 static void template_line(struct fuzz_in *in, char *line, size_t *len, int code_idx)
 {
@@ -306,8 +325,11 @@ static void command(struct harness *h, uint8_t which)
         h->dot_open = false;
         h->lmtp_replies = 0;
         memset(h->data_tail, 0, sizeof(h->data_tail));
-        cp_data(&h->p, d, n);
-        h->w = W_DATA;
+        bool chunked = which / 5 % 2;
+        h->bdat = chunked && (cp_extensions(&h->p) & EXT_CHUNKING);
+        h->bdat_line = false;
+        h->w = W_DATA; /* with BDAT, the data goes out at once */
+        cp_data(&h->p, d, n, chunked);
         break;
     }
     case 3:

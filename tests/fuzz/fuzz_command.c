@@ -11,6 +11,7 @@
 #include "command.h"
 #include "fuzz.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool within(const char *s, size_t n, const char *base, size_t len)
@@ -98,6 +99,27 @@ static void check_path(const char *arg, size_t len, const char *keyword)
     check_params(pa.params, pa.params + pa.params_len);
 }
 
+/* BDAT's argument: what is taken is digits, then nothing or " LAST". */
+static void check_bdat(const char *arg, size_t len)
+{
+    uint64_t size = 0;
+    bool last = false;
+    if (!cmd_parse_bdat(arg, len, &size, &last))
+        return;
+    size_t digits = 0;
+    while (digits < len && arg[digits] >= '0' && arg[digits] <= '9')
+        digits++;
+    FUZZ_CHECK(digits > 0);
+    FUZZ_CHECK(last ? len == digits + 5 && slice_ieq(arg + digits + 1, 4, "LAST") : len == digits);
+    /* The value: the digits without their leading zeros. */
+    size_t z = 0;
+    while (z + 1 < digits && arg[z] == '0')
+        z++;
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%llu", (unsigned long long)size);
+    FUZZ_CHECK((size_t)n == digits - z && memcmp(text, arg + z, digits - z) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* An exact copy, so that ASan sees any read past the line. */
@@ -132,6 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_path(line, size, "TO:");
     check_params(line, line + size);
     (void)cmd_valid_mailbox(line, size);
+    check_bdat(arg, arg_len);
+    check_bdat(line, size);
 
     free(line);
     return 0;

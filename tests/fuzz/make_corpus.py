@@ -180,6 +180,16 @@ write("channel", "commands", chan(data=
       b"EXPN list\r\nHELP\r\nHELP RCPT\r\nHELP FOO\r\nRSET x\r\nDATA x\r\nRCPT TO:<a@b>\r\nFOO\r\n\r\nQUIT\r\n"))
 write("channel", "events", chan(flags=0x20 | 0x80, seed=(7, 7, 7), data=PIPELINED * 3))
 write("channel", "bare-lf-commands", chan(data=b"EHLO c\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nDATA\nx\n.\n.\r\n"))
+# BDAT: pipelined chunks with binary octets and a "." line, LAST alone,
+# DATA mixed in, a bad size, a chunk over the size limit (size byte 10).
+BDAT_MSG = b"Subject: x\r\n\r\n\x00\xff\r\n.\r\n"
+BDAT = (b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT %d\r\n%sBDAT 3\r\nab\nDATA\r\n"
+        b"BDAT 0 LAST\r\nBDAT x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5 last\r\n"
+        b"a\rb\rBDAT 2\r\nxxQUIT\r\n") % (len(BDAT_MSG), BDAT_MSG)
+write("channel", "bdat", chan(data=BDAT))
+write("channel", "bdat-1byte", chan(flags=0x40, seed=(9, 9, 9), data=BDAT))
+write("channel", "bdat-ext", chan(seed=(0x81, 2, 3), data=BDAT))
+write("channel", "bdat-limit", chan(size=10, data=BDAT))
 write("channel", "long-hostname", chan(flags=0x10, data=b"EHLO c\r\nHELP\r\nQUIT\r\n"))
 
 # ---- client: byte 0 LMTP, then operations (see fuzz_client.c) ----
@@ -239,6 +249,14 @@ write("client", "auth-no-mechanism", b"\x18" + AUTH_OPEN + reply(250, kw=0))
 write("client", "auth-may-without-tls", b"\x0a" + AUTH_OPEN + reply(250, kw=KW_AUTH_PLAIN))
 write("client", "auth-may-starttls-refused", b"\x0a" + AUTH_OPEN + reply(250, kw=KW_STARTTLS) +
       reply(454))
+KW_CHUNKING = 16
+BDAT_DATA = bytes([((2 + 5 * 5) << 3) | 1])  # chunked (which / 5 odd), body "a\n.\nb"
+write("client", "bdat-upstream", b"\x00" + CONNECTED + reply(220) + reply(250, more=True) +
+      reply(250, kw=KW_CHUNKING) + MAIL + reply(250) + RCPT + reply(250) + BDAT_DATA + DRAIN +
+      reply(250) + MAIL + reply(250) + RCPT + reply(250) + BDAT_DATA + reply(250))
+write("client", "bdat-lmtp", b"\x01" + CONNECTED + reply(220) + reply(250, more=True) +
+      reply(250, kw=KW_CHUNKING) + MAIL + reply(250) + RCPT + reply(250) + RCPT + reply(250) +
+      BDAT_DATA + DRAIN + reply(250) + reply(550))
 write("client", "raw-lines", b"\x00" + CONNECTED + b"\x03\x07220 ok \r" + b"\x03\x03xyz" +
       b"\x03\x04250-" + b"\x03\x04251 ")
 

@@ -17,7 +17,7 @@ import time
 from smtpd_harness import LOG_LINE, SmtpdTestCase, main, smtpdtest, xcommands_so
 
 HOST = "mx.example.com"
-SUPPORTED = "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY XSTATE XDELAY"
+SUPPORTED = "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY BDAT XSTATE XDELAY"
 SLOW = smtpdtest.SLOW
 
 
@@ -76,11 +76,11 @@ class XstateTest(XcommandsTestCase):
         self.assertEqual(code, 250)
         lines = s.ehlo_resp.split(b"\n")
         self.assertEqual(lines[0], HOST.encode())
-        for kw in (b"PIPELINING", b"ENHANCEDSTATUSCODES", b"HELP", b"8BITMIME"):
+        for kw in (b"PIPELINING", b"ENHANCEDSTATUSCODES", b"HELP", b"8BITMIME", b"CHUNKING"):
             self.assertIn(kw, lines)
-        # The extension's keyword comes after the built-in ones, once; XDELAY
-        # has no EHLO line.
-        self.assertEqual(lines[-1], b"XSTATE")
+        # The extension's keyword comes after the built-in ones, once, then
+        # the library's own (CHUNKING); XDELAY has no EHLO line.
+        self.assertEqual(lines[-2:], [b"XSTATE", b"CHUNKING"])
         self.assertEqual(lines.count(b"XSTATE"), 1)
         self.assertTrue(s.has_extn("xstate"))
         self.assertFalse(s.has_extn("xdelay"))

@@ -189,7 +189,7 @@ class LoadErrorsTest(PluginTestCase):
         s = self.smtp(srv.port)
         s.ehlo("client.example.com")
         self.assertEqual(s.help(), b"2.0.0 Supported commands: EHLO HELO MAIL RCPT DATA RSET "
-                                   b"NOOP QUIT VRFY XFOO XBAR")
+                                   b"NOOP QUIT VRFY BDAT XFOO XBAR")
         self.assertEqual(s.docmd("XBAR"), (250, b"2.0.0 OK"))  # no answer: 250 2.0.0
 
     def test_both_symbols_v1_wins(self):

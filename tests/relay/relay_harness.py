@@ -103,6 +103,8 @@ class FakeUpstream(smtpdtest.ThreadedServer):
         "close" closes it without a reply, "421" answers 421 and closes.
     mail_421: the first this many connections answer MAIL with 421 and close
         (an upstream that timed the session out, or is going down).
+    ehlo: the keywords of its EHLO reply; with "CHUNKING" among them it
+        takes BDAT (RFC 3030) too.
     """
 
     def __init__(self, hang=(), close_after_data=None, mail_on_reuse=None, mail_421=0,
@@ -136,6 +138,7 @@ class FakeUpstream(smtpdtest.ThreadedServer):
             return self._hang(conn)
         conn.sendall(b"220 fake.upstream ESMTP\r\n")
         delivered_here = 0
+        chunks = []  # BDAT chunks of the message being received
         while True:
             line = f.readline(4096)
             if not line:
@@ -201,7 +204,21 @@ class FakeUpstream(smtpdtest.ThreadedServer):
                     self.delivered.append(b"".join(data))
                 delivered_here += 1
                 conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+            elif verb == b"BDAT" and "CHUNKING" in self.ehlo:
+                # RFC 3030: exactly the octets counted; LAST ends the message.
+                words = line.split()
+                got = f.read(int(words[1]))
+                chunks.append(got)
+                if words[2:] and words[2].upper() == b"LAST":
+                    with self.lock:
+                        self.delivered.append(b"".join(chunks))
+                    chunks = []
+                    delivered_here += 1
+                    conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+                else:
+                    conn.sendall(b"250 2.0.0 Ok: %d octets\r\n" % len(got))
             elif verb == b"RSET" or verb == b"NOOP":
+                chunks = []
                 conn.sendall(b"250 2.0.0 Ok\r\n")
             elif verb == b"QUIT":
                 with self.lock:
