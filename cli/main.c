@@ -401,6 +401,7 @@ static int serve(const struct options *o)
     cfg.proxy_networks = o->proxy_networks;
     cfg.proxy_timeout = o->proxy_timeout;
     cfg.xclient_networks = o->xclient_networks;
+    cfg.lmtp = o->lmtp;
     cfg.auth_insecure = o->auth_insecure;
     cfg.auth_required = o->auth_required;
     SSL_CTX *tls_ctx = NULL;

@@ -109,6 +109,8 @@ const char options_usage[] =
     "      --xclient-networks CIDR[,CIDR...]\n"
     "                          proxies that may use XCLIENT to name the client\n"
     "                          (default: none)\n"
+    "      --lmtp              speak LMTP (RFC 2033): LHLO, and after the data a\n"
+    "                          reply for each recipient\n"
     "\n"
     "localhost:localport defaults to localhost:8025 (every address the name has);\n"
     "remotehost:remoteport defaults to localhost:25 (for the relaying classes).\n";
@@ -153,7 +155,8 @@ enum {
     OPT_PROXY_PROTOCOL,
     OPT_PROXY_NETWORKS,
     OPT_PROXY_TIMEOUT,
-    OPT_XCLIENT_NETWORKS
+    OPT_XCLIENT_NETWORKS,
+    OPT_LMTP
 };
 
 static const struct option long_opts[] = {
@@ -204,6 +207,7 @@ static const struct option long_opts[] = {
     {"proxy-networks", required_argument, NULL, OPT_PROXY_NETWORKS},
     {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
     {"xclient-networks", required_argument, NULL, OPT_XCLIENT_NETWORKS},
+    {"lmtp", no_argument, NULL, OPT_LMTP},
     {NULL, 0, NULL, 0},
 };
 
@@ -384,6 +388,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
             if (check_networks("xclient-networks", optarg, err, errsz) != 0)
                 return -1;
             o->xclient_networks = optarg;
+            break;
+        case OPT_LMTP:
+            o->lmtp = true;
             break;
         case OPT_MAILMAN_LMTP:
             if (hostport_problem(optarg, false)) {

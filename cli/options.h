@@ -42,6 +42,7 @@ struct options {
     unsigned proxy_timeout;     /* --proxy-timeout: seconds */
     bool proxy_timeout_set;
     const char *xclient_networks; /* --xclient-networks, NULL = nobody */
+    bool lmtp;                    /* --lmtp: speak LMTP (RFC 2033) */
     const char *auth_file;        /* --auth-file FILE: user:hash lines */
     bool auth_accept_any;         /* --auth-accept-any */
     bool auth_insecure;           /* --auth-insecure */

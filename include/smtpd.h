@@ -220,6 +220,13 @@ struct smtpd_config {
      *  callbacks see the new values. Others get "550 5.7.0". NULL, the
      *  default: nobody. */
     const char *xclient_networks;
+    /** Speak LMTP (RFC 2033) instead of SMTP: LHLO greets the session as
+     *  EHLO would (HELO and EHLO get 500), and after the end of data (the
+     *  final dot, or BDAT LAST) every accepted recipient gets a reply of its
+     *  own, in RCPT order: the handler's answer for it
+     *  (smtpd_reply_rcpt()), else the message's one answer. The greeting
+     *  says LMTP. Default false. */
+    bool lmtp;
 };
 
 /** Fill @p cfg with the defaults documented above. */
@@ -264,6 +271,9 @@ struct smtpd_message {
      *  data is the same either way. The relays send such a message with
      *  BDAT when the upstream offers CHUNKING. */
     bool chunked;
+    /** The message came over LMTP (smtpd_config.lmtp): Received says
+     *  "with LMTP" (RFC 3848). */
+    bool lmtp;
 };
 
 /** What a handler callback returns. */
@@ -444,6 +454,23 @@ SMTPD_API enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const ch
  */
 SMTPD_API enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, const char *enhanced,
                                            const char *const *lines, size_t n);
+
+/**
+ * LMTP (RFC 2033 4.2; smtpd_config.lmtp): answer for one recipient of the
+ * message on_message() was given, at once or later, before the message's
+ * answer. @p index: the recipient's position in smtpd_message's
+ * forward_paths (0 first). @p code, @p enhanced and @p text as for
+ * smtpd_reply(), one line, no 3xx. Once every recipient has an answer the
+ * message is answered, with no smtpd_reply(); an smtpd_reply() answers all
+ * recipients still without one. The replies go out, in RCPT order, only
+ * then. Strings are copied; nothing is sent when it fails.
+ * @return SMTPD_OK; SMTPD_ERR_STATE when the server is not LMTP, no message
+ *         waits for its answer, @p index is past the last recipient or it
+ *         has its answer already; SMTPD_ERR_REPLY and SMTPD_ERR_CONFIG as
+ *         smtpd_reply(); SMTPD_ERR_NOMEM.
+ */
+SMTPD_API enum smtpd_err smtpd_reply_rcpt(struct smtpd_session *s, size_t index, int code,
+                                          const char *enhanced, const char *text);
 
 /**
  * From an extension command that replaced a built-in verb: answer by

@@ -508,9 +508,11 @@ char *relay_message_data(const struct smtpd_message *m, const char *by_host, uns
      * authenticated: that is the submitter's business. */
     bool tls = m->tls_protocol != NULL;
     char with[16] = "SMTP";
+    const char *proto = m->lmtp       ? (m->smtputf8 ? "UTF8LMTP" : "LMTP")
+                        : m->smtputf8 ? "UTF8SMTP"
+                                      : "ESMTP";
     if (m->esmtp)
-        snprintf(with, sizeof(with), "%s%s%s", m->smtputf8 ? "UTF8SMTP" : "ESMTP", tls ? "S" : "",
-                 m->auth_identity ? "A" : "");
+        snprintf(with, sizeof(with), "%s%s%s", proto, tls ? "S" : "", m->auth_identity ? "A" : "");
     char tlspart[200] = "";
     if (tls)
         snprintf(tlspart, sizeof(tlspart), "\r\n\t(using %s with cipher %s (%d bits))",

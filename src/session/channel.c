@@ -154,6 +154,10 @@ struct smtpd_session {
     /* STEP_DELAY: the answer that goes out when the delay is over. */
     char *held;
     size_t held_len;
+    /* LMTP, STEP_DATA: each recipient's own answer line (NULL: none yet),
+     * one per forward-path, and how many have one (smtpd_reply_rcpt). */
+    char **rcpt_answers;
+    size_t n_rcpt_answers;
 };
 
 static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len);
@@ -191,6 +195,7 @@ static const struct command {
 
 /* The built-in commands HELP lists, before the extensions'. */
 #define SUPPORTED "EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"
+#define SUPPORTED_LMTP "LHLO MAIL RCPT DATA RSET NOOP QUIT VRFY"
 
 /* ---- logging ---- */
 
@@ -289,6 +294,15 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
+/* LMTP: forget the per-recipient answers of a message. */
+static void free_rcpt_answers(struct smtpd_session *s)
+{
+    if (s->rcpt_answers)
+        free_strv(s->rcpt_answers, s->txn.n_forward_paths);
+    s->rcpt_answers = NULL;
+    s->n_rcpt_answers = 0;
+}
+
 static void log_ended(struct smtpd_session *s, const char *why);
 static void log_mail_refused(struct smtpd_session *s, const char *line, size_t n);
 static void note_rcpt_refused(struct smtpd_session *s, const char *fp, size_t fplen,
@@ -302,6 +316,7 @@ static void txn_clear(struct smtpd_session *s, const char *ended_by)
     bool had = t->reverse_path != NULL;
     if (had && ended_by)
         log_ended(s, ended_by);
+    free_rcpt_answers(s);
     free(t->refusal);
     free(t->data_refusal);
     free(t->reverse_path);
@@ -381,6 +396,7 @@ static bool valid_enh(const char *e, int code)
 
 static void finish_step(struct smtpd_session *s);
 static void chunk_read(struct smtpd_session *s);
+static void lmtp_repeat(struct smtpd_session *s, const char *line, size_t n);
 static void check_errors(struct smtpd_session *s);
 static void start_chunk(struct smtpd_session *s);
 static void chunk_accepted(struct smtpd_session *s);
@@ -446,17 +462,58 @@ static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char 
     return SMTPD_OK;
 }
 
+/* The text of an answer given without one. */
+static const char *default_text(int code)
+{
+    return code == 235  ? "Authentication successful"
+           : code < 300 ? "OK"
+           : code < 400 ? "Go ahead"
+           : code < 500 ? "Error: try again later"
+                        : "Error: refused";
+}
+
 enum smtpd_err smtpd_reply(struct smtpd_session *s, int code, const char *enhanced,
                            const char *text)
 {
-    if (!text && code == 235)
-        text = "Authentication successful";
     if (!text)
-        text = code < 300   ? "OK"
-               : code < 400 ? "Go ahead"
-               : code < 500 ? "Error: try again later"
-                            : "Error: refused";
+        text = default_text(code);
     return give_answer(s, code, enhanced, &text, 1);
+}
+
+enum smtpd_err smtpd_reply_rcpt(struct smtpd_session *s, size_t index, int code,
+                                const char *enhanced, const char *text)
+{
+    size_t n = s->txn.n_forward_paths;
+    if (!s->params->cfg.lmtp || s->step != STEP_DATA || s->answered || index >= n ||
+        (s->rcpt_answers && s->rcpt_answers[index]))
+        return SMTPD_ERR_STATE;
+    if (code < 200 || code > 599 || code / 100 == 3)
+        return SMTPD_ERR_REPLY;
+    if (enhanced && !valid_enh(enhanced, code))
+        return SMTPD_ERR_CONFIG;
+    if (!s->rcpt_answers && !(s->rcpt_answers = calloc(n, sizeof(char *))))
+        return SMTPD_ERR_NOMEM;
+    char line[REPLY_LINE_MAX];
+    size_t len =
+        reply_format(line, code, false,
+                     s->extended ? (enhanced ? enhanced : default_enh(STEP_DATA, code)) : NULL,
+                     text ? text : default_text(code));
+    if (!(s->rcpt_answers[index] = dup_slice(line, len)))
+        return SMTPD_ERR_NOMEM;
+    if (++s->n_rcpt_answers < n)
+        return SMTPD_OK;
+    /* All answered: that is the message's answer (the code, for the 421
+     * check, is the last one's). */
+    memcpy(s->answer, line, len);
+    s->answer_len = len;
+    s->answer_code = code;
+    s->answered = true;
+    if (!s->in_callback) {
+        finish_step(s);
+        if (!s->in_feed && s->state != ST_CLOSED)
+            s->tr->resume(s->io);
+    }
+    return SMTPD_OK;
 }
 
 enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, const char *enhanced,
@@ -534,7 +591,8 @@ void channel_start(struct smtpd_session *s)
 
 void channel_greeting(const struct smtpd_session *s, char *buf, size_t bufsz)
 {
-    snprintf(buf, bufsz, "%s smtpd %s ESMTP", s->params->cfg.hostname, SMTPD_VERSION);
+    snprintf(buf, bufsz, "%s smtpd %s %s", s->params->cfg.hostname, SMTPD_VERSION,
+             s->params->cfg.lmtp ? "LMTP" : "ESMTP");
 }
 
 static void greet(struct smtpd_session *s)
@@ -960,7 +1018,8 @@ static void reply_supported(struct smtpd_session *s, int code, const char *enh)
     const struct smtpd_handler *h = &s->params->handler;
     struct help_lines hl = {.n = 0};
     const char *ptrs[sizeof(hl.line) / sizeof(hl.line[0])];
-    hl.o = snprintf(hl.line[0], sizeof(hl.line[0]), "Supported commands: %s", SUPPORTED);
+    hl.o = snprintf(hl.line[0], sizeof(hl.line[0]), "Supported commands: %s",
+                    s->params->cfg.lmtp ? SUPPORTED_LMTP : SUPPORTED);
     for (size_t i = 0; i < s->params->n_exts; i++) {
         const struct chan_ext *x = own_ext(s, i);
         if (x && (!x->advertised || x->advertised(s)))
@@ -1193,6 +1252,31 @@ static void auth_answered(struct smtpd_session *s, int code, const char *ans, si
     send_after(s, ans, n, code == 421 ? 0 : failure_delay(s, failures));
 }
 
+/* LMTP's end of data (RFC 2033 4.2): a reply per accepted recipient, in
+ * RCPT order, its own or the message's (@p line), and a log line each. */
+static void lmtp_answers(struct smtpd_session *s, const char *line, size_t n)
+{
+    struct txn *t = &s->txn;
+    bool delivered = false;
+    for (size_t i = 0; i < t->n_forward_paths; i++) {
+        const char *l = s->rcpt_answers && s->rcpt_answers[i] ? s->rcpt_answers[i] : line;
+        size_t len = l == line ? n : strlen(l);
+        send_raw(s, l, len);
+        delivered |= l[0] == '2';
+        if (log_info_on(s)) {
+            char fp[256], rep[LOG_REPLY_MAX], from[256];
+            smtpd_escape(from, sizeof(from), t->reverse_path, strlen(t->reverse_path));
+            smtpd_escape(fp, sizeof(fp), t->forward_paths[i], strlen(t->forward_paths[i]));
+            format_reply(s, l, len, rep, sizeof(rep));
+            smtpd_session_log(s, SMTPD_LOG_INFO, "message from=<%s> to=<%s> size=%zu reply=%s",
+                              from, fp, t->data.len, rep);
+        }
+    }
+    if (delivered)
+        s->n_messages++;
+    free_rcpt_answers(s);
+}
+
 static void finish_step(struct smtpd_session *s)
 {
     enum pending_step step = s->step;
@@ -1209,9 +1293,10 @@ static void finish_step(struct smtpd_session *s)
     s->answer_lines = NULL;
     const char *ans = lines ? lines : s->answer;
     size_t ans_len = s->answer_len;
-    /* AUTH's answer is sent by auth_answered(). */
+    /* AUTH's answer is sent by auth_answered(), LMTP's per recipient. */
     bool auth = step == STEP_EXT && s->auth_pending;
-    if (answered && !builtin && !accepted && !auth) {
+    bool lmtp_data = step == STEP_DATA && s->params->cfg.lmtp;
+    if (answered && !builtin && !accepted && !auth && !lmtp_data) {
         if (step == STEP_EXT && ((code >= 500 && code <= 503) || code == 555))
             s->errors++;
         send_raw(s, ans, ans_len);
@@ -1254,12 +1339,18 @@ static void finish_step(struct smtpd_session *s)
         const char *line = ans;
         size_t n = ans_len;
         if (!answered) {
-            n = reply_into(s, buf, 250, "2.0.0", "OK");
+            n = reply_format(buf, 250, false, s->extended ? "2.0.0" : NULL, "OK");
             line = buf;
         }
-        log_message(s, s->txn.data.len, line, n);
-        if (code < 300)
-            s->n_messages++;
+        if (lmtp_data) {
+            lmtp_answers(s, line, n);
+        } else {
+            if (!answered)
+                send_raw(s, line, n);
+            log_message(s, s->txn.data.len, line, n);
+            if (code < 300)
+                s->n_messages++;
+        }
         txn_clear(s, NULL);
         break;
     }
@@ -1287,8 +1378,11 @@ static void finish_step(struct smtpd_session *s)
         }
         /* A refused chunk ends the transaction: a later chunk must not
          * become the start of a shorter message. */
-        if (s->txn.chunked)
+        if (s->txn.chunked) {
+            if (s->chunk.last)
+                lmtp_repeat(s, ans, ans_len);
             txn_clear(s, "BDAT");
+        }
         break;
     case STEP_EXT: {
         const struct smtpd_command *ext = s->ext;
@@ -1342,6 +1436,16 @@ static void finish_step(struct smtpd_session *s)
     check_errors(s);
 }
 
+/* LMTP: a refusal sent at the end of data is every recipient's (RFC 2033
+ * 4.2): once more for each recipient after the first. */
+static void lmtp_repeat(struct smtpd_session *s, const char *line, size_t n)
+{
+    if (!s->params->cfg.lmtp)
+        return;
+    for (size_t i = 1; i < s->txn.n_forward_paths; i++)
+        send_raw(s, line, n);
+}
+
 /* The final dot: check the data, then hand it to the handler. */
 static void end_of_data(struct smtpd_session *s)
 {
@@ -1359,6 +1463,7 @@ static void end_of_data(struct smtpd_session *s)
         n = reply_into(s, buf, 554, "5.6.0", "Error: message data is not valid UTF-8");
     }
     if (n > 0) {
+        lmtp_repeat(s, buf, n);
         log_message(s, size, buf, n);
         txn_clear(s, NULL);
         return;
@@ -1383,6 +1488,7 @@ static void end_of_data(struct smtpd_session *s)
         .tls_cipher_bits = s->tls ? s->tls_bits : 0,
         .auth_identity = s->auth_identity,
         .chunked = t->chunked,
+        .lmtp = cfg->lmtp,
     };
     const struct smtpd_handler *h = &s->params->handler;
     begin_step(s, STEP_DATA);
@@ -1572,6 +1678,14 @@ static void command_line(struct smtpd_session *s, const char *line, size_t len)
     const char *arg;
     size_t arg_len;
     enum cmd_verb v = cmd_split(line, len, &arg, &arg_len);
+    if (cfg->lmtp && (v == CMD_HELO || v == CMD_EHLO)) {
+        reply(s, 500, "5.5.1", "Error: this is an LMTP server: use LHLO");
+        return;
+    }
+    /* RFC 2033 4.1: LHLO is EHLO by another name (a handler's own LHLO
+     * command comes first, as for any verb). */
+    if (cfg->lmtp && verb_is("LHLO", line, cmd_verb_len(line, len)))
+        v = CMD_EHLO;
     size_t limit = COMMAND_LINE_LIMIT;
     if (verb_is("AUTH", line, cmd_verb_len(line, len)) && s->params->handler.on_auth)
         limit = AUTH_LINE_MAX;
@@ -1723,6 +1837,8 @@ static void chunk_read(struct smtpd_session *s)
     if (c->refusal_code == 552) {
         char buf[REPLY_LINE_MAX];
         size_t n = reply_into(s, buf, 552, c->refusal_enh, c->refusal_text);
+        if (c->last)
+            lmtp_repeat(s, buf, n);
         log_message(s, t->de.raw + c->size, buf, n);
         txn_clear(s, NULL);
         return;
@@ -2060,6 +2176,7 @@ void channel_free(struct smtpd_session *s)
      * (of a session it saw begin: an implicit TLS handshake may fail first). */
     if (h->on_close && s->started)
         h->on_close(h->arg, s);
+    free_rcpt_answers(s);
     free(s->txn.refusal);
     free(s->txn.data_refusal);
     free(s->txn.reverse_path);

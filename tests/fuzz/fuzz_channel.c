@@ -12,7 +12,8 @@
  *       lost connection), bits 6-7 chunk sizes (all at once, 1 byte, 1..16,
  *       1..600)
  *   [1] data_size_limit: 0 none, 1..100 as is, 101..200 (n-100)*50,
- *       201..254 33554432, 255 SIZE_MAX
+ *       201..254 33554432, 255 SIZE_MAX; 228..254 also make the server LMTP
+ *       (on_message then answers some recipients with smtpd_reply_rcpt)
  *   [2] bits 0-1 max_recipients (1, 2, 3, 1000), bits 2-3 bare CR/LF
  *       policy (normalize, reject, accept, accept), bits 4-5 max_errors
  *       (none, 10, 3, 1), bits 6-7 the transport is backlogged from (never,
@@ -114,6 +115,8 @@ struct harness {
      * one the session authenticated as (h->authed), refusals so far, and
      * a failed AUTH's answer held for the delay. */
     bool with_auth;
+    bool lmtp;                /* smtpd_config.lmtp */
+    bool rcpt_answered[1000]; /* LMTP: recipients answered on their own */
     char asked_id[256];
     bool authed;
     char authed_id[256];
@@ -479,6 +482,44 @@ static void check_auth_required(const struct harness *h, struct smtpd_session *s
 }
 
 /* What a callback does: answer now or later, accept or refuse. */
+/* LMTP: answer some recipients of the message on their own, checking what
+ * smtpd_reply_rcpt refuses. @return whether that answered all of them, and
+ * so the message. */
+static bool answer_rcpts(struct harness *h, struct smtpd_session *s)
+{
+    size_t n, left = 0;
+    smtpd_session_forward_paths(s, &n);
+    FUZZ_CHECK(n >= 1 && n <= sizeof(h->rcpt_answered));
+    FUZZ_CHECK(smtpd_reply_rcpt(s, n, 250, NULL, NULL) == SMTPD_ERR_STATE);
+    for (size_t i = 0; i < n; i++)
+        left += !h->rcpt_answered[i];
+    bool all = fuzz_below(&h->rng, 2);
+    for (size_t i = 0; i < n; i++) {
+        if (h->rcpt_answered[i]) {
+            FUZZ_CHECK(smtpd_reply_rcpt(s, i, 250, NULL, NULL) == SMTPD_ERR_STATE);
+            continue;
+        }
+        FUZZ_CHECK(smtpd_reply_rcpt(s, i, 354, NULL, NULL) == SMTPD_ERR_REPLY);
+        FUZZ_CHECK(smtpd_reply_rcpt(s, i, 250, "5.1.1", NULL) == SMTPD_ERR_CONFIG);
+        if (!all && fuzz_below(&h->rng, 2))
+            continue;
+        int code = pick_code(h, fuzz_below(&h->rng, 2));
+        const char *enh = pick_enh(h, code);
+        if (!enh_ok(enh, code))
+            enh = NULL;
+        trace("-- handler answers recipient %zu: %d", i, code);
+        FUZZ_CHECK(smtpd_reply_rcpt(s, i, code, enh, pick_text(h)) == SMTPD_OK);
+        h->rcpt_answered[i] = true;
+        if (--left == 0) {
+            h->last_step = K_DATA;
+            h->last_code = code;
+            return true;
+        }
+        FUZZ_CHECK(smtpd_reply_rcpt(s, i, 250, NULL, NULL) == SMTPD_ERR_STATE);
+    }
+    return false;
+}
+
 static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enum step step)
 {
     FUZZ_CHECK(s == h->s);
@@ -486,6 +527,10 @@ static enum smtpd_verdict decide(struct harness *h, struct smtpd_session *s, enu
     FUZZ_CHECK(!h->delayed);
     FUZZ_CHECK(h->n_on_close == 0);
     FUZZ_CHECK(!h->said_backlogged);
+    if (step == K_DATA && h->lmtp && fuzz_below(&h->rng, 2) && answer_rcpts(h, s)) {
+        FUZZ_CHECK(smtpd_reply(s, 250, NULL, NULL) == SMTPD_ERR_STATE);
+        return fuzz_below(&h->rng, 2) ? SMTPD_DONE : SMTPD_PENDING;
+    }
     unsigned d = fuzz_below(&h->rng, 8);
     trace("-- handler %s: %s", step_names[step],
           d < 2              ? "default answer"
@@ -755,6 +800,7 @@ static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
     check_auth_required(h, s);
     FUZZ_CHECK((msg->auth_identity != NULL) == h->authed);
     FUZZ_CHECK(!msg->auth_identity || strcmp(msg->auth_identity, h->authed_id) == 0);
+    memset(h->rcpt_answered, 0, sizeof(h->rcpt_answered));
     h->in_cb = true;
     enum smtpd_verdict v = decide(h, s, K_DATA);
     h->in_cb = false;
@@ -900,6 +946,9 @@ static void give_owed(struct harness *h)
         /* A refusal other than 421 is held for the delay. */
         if (!h->closed && h->auth_refusals > refusals && h->params->cfg.auth_failure_delay)
             FUZZ_CHECK(h->delayed);
+    } else if (h->owed_step == K_DATA && h->lmtp && fuzz_below(&h->rng, 2) &&
+               answer_rcpts(h, h->s)) {
+        /* every recipient answered late: so was the message */
     } else if (h->owed_step != K_EXT || !builtin_answer(h, h->s, "FROM:<late@x.org>", 17)) {
         answer(h, h->s, h->owed_step, fuzz_below(&h->rng, 3) == 0);
     }
@@ -1161,6 +1210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     params.cfg.decode_data = flags & 2;
     params.cfg.enable_smtputf8 = (flags & 1) && !(flags & 2);
     params.cfg.data_size_limit = pick_limit(size_sel);
+    params.cfg.lmtp = h.lmtp = size_sel >= 228 && size_sel < 255;
     static const unsigned rcpts[] = {1, 2, 3, 1000};
     params.cfg.max_recipients = rcpts[misc & 3];
     static const enum smtpd_bare_lf bare[] = {SMTPD_BARE_LF_NORMALIZE, SMTPD_BARE_LF_REJECT,

@@ -190,6 +190,14 @@ write("channel", "bdat", chan(data=BDAT))
 write("channel", "bdat-1byte", chan(flags=0x40, seed=(9, 9, 9), data=BDAT))
 write("channel", "bdat-ext", chan(seed=(0x81, 2, 3), data=BDAT))
 write("channel", "bdat-limit", chan(size=10, data=BDAT))
+# LMTP (size byte 228..254): LHLO, HELO/EHLO refused, several recipients,
+# DATA and BDAT LAST, each answered per recipient.
+LMTP = (b"EHLO c\r\nLHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\n"
+        b"RCPT TO:<g@h>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+        b"RCPT TO:<e@f>\r\nBDAT 3 LAST\r\nxyzQUIT\r\n")
+write("channel", "lmtp", chan(size=230, data=LMTP))
+write("channel", "lmtp-ext", chan(size=240, seed=(0x81, 4, 4), data=LMTP))
+write("channel", "lmtp-events", chan(flags=0x20 | 0x80, size=250, seed=(7, 7, 7), data=LMTP * 2))
 write("channel", "long-hostname", chan(flags=0x10, data=b"EHLO c\r\nHELP\r\nQUIT\r\n"))
 
 # ---- client: byte 0 LMTP, then operations (see fuzz_client.c) ----

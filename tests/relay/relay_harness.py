@@ -19,10 +19,13 @@ message.
 """
 
 import os
+import pwd
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -227,6 +230,106 @@ class FakeUpstream(smtpdtest.ThreadedServer):
                 return
             else:
                 conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
+
+
+class PrivatePostfix:
+    """A Postfix instance of its own (Debian's postfix package): a
+    configuration and queue in a temporary directory, its smtpd on
+    127.0.0.1:self.port (offering CHUNKING, as Postfix's server does), and
+    everything it accepts sent on to 127.0.0.1:relay_port. Started with
+    "postfix -c DIR start" (as root: Postfix's master needs it), logging to
+    DIR/maillog; close() stops it and removes the directory."""
+
+    MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+smtp      unix - - n - - smtp
+relay     unix - - n - - smtp
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+    def __init__(self, relay_port):
+        smtpdtest.need("/usr/sbin/postfix", "postfix")
+        if os.geteuid() != 0:
+            raise AssertionError("a private Postfix needs root (its master process)")
+        self.dir = tempfile.mkdtemp(prefix="smtpd-postfix-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        etc = os.path.join(self.dir, "etc")
+        data = os.path.join(self.dir, "data")
+        for d in (etc, data, os.path.join(self.dir, "queue")):
+            os.mkdir(d)
+        os.chown(data, pwd.getpwnam("postfix").pw_uid, -1)
+        self.maillog = os.path.join(self.dir, "maillog")
+        main = {
+            "compatibility_level": "3.6",
+            "queue_directory": os.path.join(self.dir, "queue"),
+            "data_directory": data,
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.dir,
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "myhostname": "postfix.test",
+            "mydestination": "",
+            "relayhost": "[127.0.0.1]:%d" % relay_port,
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "smtp_tls_security_level": "none",
+            "alias_maps": "",
+            "local_recipient_maps": "",
+            "smtputf8_enable": "no",
+        }
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write("".join("%s = %s\n" % kv for kv in main.items()))
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(self.MASTER_CF.format(port=self.port))
+        self.etc = etc
+        r = subprocess.run(["postfix", "-c", etc, "start"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            log = self.log()
+            self.close()
+            raise AssertionError("postfix did not start (%d): %s\n%s"
+                                 % (r.returncode, r.stderr.decode(errors="replace"), log))
+        if not smtpdtest.wait_port(self.port, timeout=20):
+            log = self.log()
+            self.close()
+            raise AssertionError("postfix's smtpd did not listen on %d:\n%s" % (self.port, log))
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def close(self):
+        subprocess.run(["postfix", "-c", self.etc, "stop"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=60)
+        # stop returns once master is told; wait for it to be gone.
+        pidfile = os.path.join(self.dir, "queue", "pid", "master.pid")
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read().split()[0])
+            smtpdtest.wait_until(lambda: not smtpdtest.proc_alive(pid), 20)
+        except (OSError, ValueError, IndexError):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ScriptedUpstream(smtpdtest.ThreadedServer):

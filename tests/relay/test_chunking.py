@@ -3,9 +3,11 @@
 A message the client sent in BDAT chunks goes upstream as one chunk,
 "BDAT <size> LAST" and its octets as they are, when the upstream offers
 CHUNKING; else with DATA, dot-stuffed, and the upstream gets the same data.
-A message sent after DATA goes with DATA either way. An upstream's refusal
-of the chunk reaches the client; aiosmtpd (no CHUNKING) gets BDAT mail
-byte for byte as DATA mail.
+A message sent after DATA goes with DATA either way. aiosmtpd (no CHUNKING)
+gets BDAT mail byte for byte as DATA mail. A real Postfix server (a private
+instance, which offers CHUNKING) takes the relay's BDAT and delivers the
+message on to a DebuggingServer. (Postfix's SMTP client sends no BDAT, so
+Postfix can only be the server here.)
 """
 
 import unittest
@@ -97,6 +99,28 @@ class ChunkingRelayTest(h.RelayTestCase):
         after = [d[d.index(b"\r\nFrom: ") + 2:] for d in got]
         self.assertEqual(after[0], after[1])
         self.assertTrue(got[0].endswith(BODY))
+
+
+class PostfixUpstreamTest(h.RelayTestCase):
+
+    def test_bdat_to_postfix(self):
+        final = h.smtpdtest.Smtpd(cls="DebuggingServer")
+        self.cleanups.append(final.close)
+        postfix = h.PrivatePostfix(final.port)
+        self.cleanups.append(postfix.close)
+        proxy = self.proxy(postfix.port, "-d")
+        msg = h.message(subject="through postfix", body=BODY)
+        end = send_chunked(proxy.port, msg, [20, 20])
+        self.assertEqual(end[0], 250, "%r\n%s" % (end, proxy.stderr_text()))
+        self.assertIn("queued as", end[1])
+        # One chunk to Postfix, and Postfix took it.
+        self.assertRegex(proxy.stderr_text(), r"upstream 127\.0\.0\.1:%d: > BDAT \d+ LAST\n"
+                         % postfix.port)
+        # Postfix delivered it on (with DATA): the body arrives whole.
+        final.out.wait_for(lambda out: h.smtpdtest.END in out, 30)
+        printed = final.stdout()
+        self.assertIn(BODY.replace(b"\r\n", b"\n"), printed, postfix.log())
+        self.assertIn(b"Subject: through postfix\n", printed)
 
 
 if __name__ == "__main__":
