@@ -240,7 +240,8 @@ SMTPD_API void smtpd_config_init(struct smtpd_config *cfg);
 struct smtpd_session;
 
 /** A received message, as handed to on_message(). All pointers are owned by
- *  the library and valid until the handler has answered (smtpd_reply()) or
+ *  the library and valid until the handler has answered (smtpd_reply(), or
+ *  in LMTP the smtpd_reply_rcpt() that answers the last recipient) or
  *  on_close() was called; copy what you need longer. */
 struct smtpd_message {
     const char *peer_addr;            /**< client IP address, numeric text */
@@ -402,7 +403,10 @@ struct smtpd_handler {
     void (*on_ehlo)(void *arg, struct smtpd_session *s, struct smtpd_ehlo *keywords);
     /** The DATA command, before the 354 (RFC 5321 4.1.1.4). A 2xx answer, or
      *  none, lets the data come; a 4xx/5xx refuses it and the transaction
-     *  stays as it was (the client may RSET or send more RCPTs). */
+     *  stays as it was (the client may RSET or send more RCPTs). With BDAT
+     *  (RFC 3030) it is asked once the first chunk has been read; a refusal
+     *  then answers that chunk and ends the transaction (later chunks get
+     *  503), since they would otherwise become a shorter message. */
     enum smtpd_verdict (*on_data)(void *arg, struct smtpd_session *s);
     /**
      * The client sent credentials with AUTH (RFC 4954 4): decide. Setting
@@ -458,8 +462,10 @@ SMTPD_API enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, co
 /**
  * LMTP (RFC 2033 4.2; smtpd_config.lmtp): answer for one recipient of the
  * message on_message() was given, at once or later, before the message's
- * answer. @p index: the recipient's position in smtpd_message's
- * forward_paths (0 first). @p code, @p enhanced and @p text as for
+ * answer. The call that answers the last recipient answers the message:
+ * the smtpd_message is gone when it returns (copy the forward-paths you
+ * still need first), and the session may go on to its next command. @p index: the recipient's
+ * position in smtpd_message's forward_paths (0 first). @p code, @p enhanced and @p text as for
  * smtpd_reply(), one line, no 3xx. Once every recipient has an answer the
  * message is answered, with no smtpd_reply(); an smtpd_reply() answers all
  * recipients still without one. The replies go out, in RCPT order, only

@@ -78,6 +78,12 @@ struct relay {
     unsigned legs_left;        /* DATA replies still due, per leg */
     struct client_reply worst; /* the most serious DATA reply so far */
     struct leg *worst_leg;     /* and the leg that gave it */
+    /* LMTP server: the leg of each accepted forward-path, in order (NULL
+     * once its reply is given), and how many still wait for one. */
+    struct leg **rcpt_legs;
+    size_t n_rcpt_legs;
+    size_t unanswered;
+    bool per_rcpt; /* this message is answered per recipient */
     struct timespec started;
 };
 
@@ -164,12 +170,53 @@ static void mailman_silent(struct relay *r)
         answer_local(r, 451, "4.4.1", "Error: mailing list server unavailable, try again later");
 }
 
+/* LMTP server: forward-path number n_rcpt_legs went to leg @p l. */
+static bool note_rcpt_leg(struct relay *r, struct leg *l)
+{
+    if (!channel_config(r->s)->lmtp)
+        return true;
+    struct leg **v = realloc(r->rcpt_legs, (r->n_rcpt_legs + 1) * sizeof(*v));
+    if (!v)
+        return false;
+    v[r->n_rcpt_legs++] = l;
+    r->rcpt_legs = v;
+    return true;
+}
+
+/* LMTP server: a reply of leg @p l after the data is that of its next
+ * recipient, its last one that of all it has left (an SMTP leg's one
+ * reply, or a lost LMTP connection). The answer that completes the
+ * message ends the transaction and may start the next: nothing of @p r is
+ * used after it. */
+static void rcpt_replied(struct relay *r, struct leg *l, const struct client_reply *up)
+{
+    if (up->last && --r->legs_left == 0)
+        r->step = RS_NONE;
+    channel_reply_origin(r->s, upstream_label(l->u));
+    for (size_t i = 0; i < r->n_rcpt_legs; i++) {
+        if (r->rcpt_legs[i] != l)
+            continue;
+        r->rcpt_legs[i] = NULL;
+        bool final = --r->unanswered == 0;
+        bool more = up->last;
+        smtpd_reply_rcpt(r->s, i, up->code, up->enh[0] ? up->enh : NULL, up->text);
+        if (final || !more)
+            return;
+    }
+}
+
 static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
 {
     struct relay *r = arg;
     switch (r->step) {
-    case RS_MAIL:
     case RS_SMART_RCPT:
+        if (up->code < 300 && !note_rcpt_leg(r, l)) {
+            answer_local(r, 451, "4.3.0", NULL);
+            break;
+        }
+        answer(r, up, l);
+        break;
+    case RS_MAIL:
     case RS_NONE:
         answer(r, up, l);
         break;
@@ -198,12 +245,20 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
         } else {
             if (up->code < 300)
                 recipient_cache_put(r->p->answers, r->forward_path, true, time(NULL));
+            if (up->code < 300 && !note_rcpt_leg(r, l)) {
+                answer_local(r, 451, "4.3.0", NULL);
+                break;
+            }
             answer(r, up, l);
         }
         break;
     case RS_DATA:
         if (up->last)
             log_relayed(r, l, up);
+        if (r->per_rcpt) {
+            rcpt_replied(r, l, up);
+            break;
+        }
         if (severity(up->code) > severity(r->worst.code)) {
             r->worst = *up;
             r->worst_leg = l;
@@ -242,6 +297,10 @@ static void forget_envelope(struct relay *r)
     r->n_params = 0;
     free(r->forward_path);
     r->forward_path = NULL;
+    free(r->rcpt_legs);
+    r->rcpt_legs = NULL;
+    r->n_rcpt_legs = 0;
+    r->per_rcpt = false;
 }
 
 static bool keep_envelope(struct relay *r, const char *reverse_path, const char *const *params,
@@ -349,6 +408,10 @@ static enum smtpd_verdict proxy_message(void *arg, struct smtpd_session *s,
     r->step = RS_DATA;
     r->legs_left = n;
     r->worst = (struct client_reply){.code = 0}; /* any reply beats it */
+    /* LMTP: each recipient gets its own leg's reply (when the count is
+     * off, the one answer of SMTP). */
+    r->per_rcpt = channel_config(s)->lmtp && r->n_rcpt_legs == m->n_forward_paths;
+    r->unanswered = m->n_forward_paths;
     for (int i = 0; i < 2; i++)
         if (data[i])
             leg_data(legs[i], data[i], len[i], m->chunked);

@@ -269,24 +269,24 @@ enum param_result cmd_next_param(const char **pp, const char *end, struct esmtp_
     return PARAM_OK;
 }
 
-bool cmd_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last)
+enum bdat_syntax cmd_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last)
 {
     size_t i = 0;
     uint64_t n = 0;
     for (; i < len && arg[i] >= '0' && arg[i] <= '9'; i++) {
         unsigned d = (unsigned)(arg[i] - '0');
         if (n > (UINT64_MAX - d) / 10)
-            return false;
+            return BDAT_BAD_SIZE;
         n = n * 10 + d;
     }
-    if (i == 0)
-        return false;
+    if (i == 0 || (i < len && arg[i] != ' '))
+        return BDAT_BAD_SIZE;
     *size = n;
     *last = false;
     if (i == len)
-        return true;
-    if (arg[i] != ' ' || !slice_ieq(arg + i + 1, len - i - 1, "LAST"))
-        return false;
+        return BDAT_OK;
+    if (!slice_ieq(arg + i + 1, len - i - 1, "LAST"))
+        return BDAT_BAD_END;
     *last = true;
-    return true;
+    return BDAT_OK;
 }

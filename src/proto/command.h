@@ -78,10 +78,15 @@ enum param_result { PARAM_OK, PARAM_END, PARAM_SYNTAX };
 /** Take the next parameter from *p (advanced past it) before @p end. */
 enum param_result cmd_next_param(const char **p, const char *end, struct esmtp_param *out);
 
+enum bdat_syntax {
+    BDAT_OK,
+    BDAT_BAD_SIZE, /* no chunk-size: nothing can be skipped */
+    BDAT_BAD_END,  /* a good chunk-size (in *size), then neither nothing nor " LAST" */
+};
+
 /** BDAT's argument (RFC 3030 2): chunk-size (1*DIGIT, at most UINT64_MAX)
- *  in *size, then optionally one SP and "LAST" (any case) in *last.
- *  @return false for anything else (the caller answers 501). */
-bool cmd_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last);
+ *  in *size, then optionally one SP and "LAST" (any case) in *last. */
+enum bdat_syntax cmd_parse_bdat(const char *arg, size_t len, uint64_t *size, bool *last);
 
 /** Case-insensitive compare of a slice with a NUL-terminated upper-case word. */
 bool slice_ieq(const char *s, size_t len, const char *word);

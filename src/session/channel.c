@@ -193,6 +193,12 @@ static const struct command {
     [CMD_HELP] = {cmd_help, 0, NULL},
 };
 
+/* What a command that needs the greeting first says without it. */
+static const char *send_greeting_first(const struct smtpd_session *s)
+{
+    return s->params->cfg.lmtp ? "Error: send LHLO first" : "Error: send HELO first";
+}
+
 /* The built-in commands HELP lists, before the extensions'. */
 #define SUPPORTED "EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY"
 #define SUPPORTED_LMTP "LHLO MAIL RCPT DATA RSET NOOP QUIT VRFY"
@@ -395,6 +401,7 @@ static bool valid_enh(const char *e, int code)
 }
 
 static void finish_step(struct smtpd_session *s);
+static bool verb_is(const char *v, const char *verb, size_t n);
 static void chunk_read(struct smtpd_session *s);
 static void lmtp_repeat(struct smtpd_session *s, const char *line, size_t n);
 static void check_errors(struct smtpd_session *s);
@@ -701,7 +708,8 @@ static void cmd_helo(struct smtpd_session *s, const char *arg, size_t len)
 static void cmd_ehlo(struct smtpd_session *s, const char *arg, size_t len)
 {
     if (len == 0) {
-        reply(s, 501, "5.5.4", "Syntax: EHLO hostname");
+        reply(s, 501, "5.5.4",
+              s->params->cfg.lmtp ? "Syntax: LHLO hostname" : "Syntax: EHLO hostname");
         return;
     }
     greeting(s, arg, len, true);
@@ -1051,7 +1059,11 @@ static void cmd_help(struct smtpd_session *s, const char *arg, size_t len)
     }
     enum cmd_verb v = cmd_lookup(arg, len);
     const char *syntax = commands[v].syntax;
-    if (v == CMD_UNKNOWN || !syntax) {
+    if (s->params->cfg.lmtp && (v == CMD_HELO || v == CMD_EHLO))
+        syntax = NULL; /* refused here: LHLO instead */
+    else if (s->params->cfg.lmtp && verb_is("LHLO", arg, len))
+        syntax = "LHLO hostname";
+    if (!syntax) {
         reply_supported(s, 501, "5.5.4");
         return;
     }
@@ -1519,7 +1531,7 @@ static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *ar
 {
     const struct command *c = &commands[v];
     if ((c->need & NEED_GREETING) && !s->helo) {
-        reply(s, 503, "5.5.1", "Error: send HELO first");
+        reply(s, 503, "5.5.1", send_greeting_first(s));
         return;
     }
     if ((c->need & NEED_MAIL) && !s->txn.reverse_path) {
@@ -1539,7 +1551,7 @@ static void run_extension(struct smtpd_session *s, const struct smtpd_command *e
                           enum cmd_verb verb, const char *arg, size_t len)
 {
     if ((ext->flags & SMTPD_CMD_NEED_GREETING) && !s->helo) {
-        reply(s, 503, "5.5.1", "Error: send HELO first");
+        reply(s, 503, "5.5.1", send_greeting_first(s));
         return;
     }
     if ((ext->flags & SMTPD_CMD_NEED_MAIL) && !s->txn.reverse_path) {
@@ -1764,12 +1776,18 @@ static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size
 
 /* ---- BDAT (RFC 3030) ---- */
 
-void channel_bdat(struct smtpd_session *s, uint64_t size, bool last)
+void channel_bdat(struct smtpd_session *s, uint64_t size, bool last, bool syntax_ok)
 {
     struct txn *t = &s->txn;
     struct chunk *c = &s->chunk;
     *c = (struct chunk){.size = size, .left = size, .last = last, .pending = true};
-    const char *why = !s->helo                  ? "Error: send HELO first"
+    if (!syntax_ok) {
+        c->refusal_code = 501;
+        c->refusal_enh = "5.5.4";
+        c->refusal_text = "Syntax: BDAT chunk-size [LAST]";
+        return;
+    }
+    const char *why = !s->helo                  ? send_greeting_first(s)
                       : !t->reverse_path        ? "Error: need MAIL command"
                       : t->n_forward_paths == 0 ? "Error: need RCPT command"
                                                 : NULL;

@@ -117,12 +117,13 @@ void channel_greeting(const struct smtpd_session *s, char *buf, size_t bufsz);
 /** From the library's own BDAT command (RFC 3030 2), its argument parsed:
  *  once the command's step is over, the next @p size octets are the
  *  chunk, read whatever happens (so the session stays in step), then
- *  answered: 503 5.5.1 when no greeting, MAIL or accepted RCPT came first,
+ *  answered: 501 5.5.4 when not @p syntax_ok (a good size, then junk),
+ *  503 5.5.1 when no greeting, MAIL or accepted RCPT came first,
  *  552 5.3.4 when the message would pass the size limit (the transaction
  *  ends), else 250 for a chunk before the last, and after the one @p last
  *  marks the handler's answer to the message, as after DATA's final dot.
  *  The command itself must not answer. */
-void channel_bdat(struct smtpd_session *s, uint64_t size, bool last);
+void channel_bdat(struct smtpd_session *s, uint64_t size, bool last, bool syntax_ok);
 
 /** From the library's own STARTTLS command: once its 220 answer is sent,
  *  ask the transport to start TLS. @return false when the transport cannot

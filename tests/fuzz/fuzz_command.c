@@ -99,18 +99,24 @@ static void check_path(const char *arg, size_t len, const char *keyword)
     check_params(pa.params, pa.params + pa.params_len);
 }
 
-/* BDAT's argument: what is taken is digits, then nothing or " LAST". */
+/* BDAT's argument: a size is digits, alone or before a space; taken
+ * whole, then nothing or " LAST". */
 static void check_bdat(const char *arg, size_t len)
 {
     uint64_t size = 0;
     bool last = false;
-    if (!cmd_parse_bdat(arg, len, &size, &last))
+    enum bdat_syntax r = cmd_parse_bdat(arg, len, &size, &last);
+    if (r == BDAT_BAD_SIZE)
         return;
     size_t digits = 0;
     while (digits < len && arg[digits] >= '0' && arg[digits] <= '9')
         digits++;
-    FUZZ_CHECK(digits > 0);
-    FUZZ_CHECK(last ? len == digits + 5 && slice_ieq(arg + digits + 1, 4, "LAST") : len == digits);
+    FUZZ_CHECK(digits > 0 && (digits == len || arg[digits] == ' '));
+    if (r == BDAT_OK)
+        FUZZ_CHECK(last ? len == digits + 5 && slice_ieq(arg + digits + 1, 4, "LAST")
+                        : len == digits);
+    else
+        FUZZ_CHECK(r == BDAT_BAD_END && !last && digits < len);
     /* The value: the digits without their leading zeros. */
     size_t z = 0;
     while (z + 1 < digits && arg[z] == '0')

@@ -177,6 +177,30 @@ class MailmanStyleTest(LmtpTestCase):
         self.assertEqual(e.exception.smtp_code // 100, 4)
         lmtp.wait_stderr(rb"to=<full@lists\.example> size=\d+ reply=452 4\.2\.2 mailbox full")
 
+    def test_mailmanproxy_in_lmtp_mode_answers_each_recipient(self):
+        # MailmanProxy --lmtp: a recipient relayed to the smarthost gets the
+        # smarthost's reply, one delivered to Mailman gets Mailman's own,
+        # so mail one side took is never refused for the other's sake.
+        lmtp = self.start("--lmtp", cls=plugin_path("tp_lmtp_rcpt"), extra=["0"])
+        sink = SmtpSink()
+        self.addCleanup(sink.close)
+        proxy = self.start("--lmtp", "--mailman-lmtp", "127.0.0.1:%d" % lmtp.port,
+                           "--mailman-domains", "lists.example", cls="MailmanProxy",
+                           extra=["127.0.0.1:%d" % sink.port])
+        c = self.lmtp(proxy.port)
+        c.ehlo("client.example")
+        self.assertEqual(c.mail("a@example.com")[0], 250)
+        for r in ("u@example.org", "ok@lists.example", "reject1@lists.example", "v@example.org"):
+            self.assertEqual(c.rcpt(r)[0], 250, r)
+        replies = self.data_replies(c, 4)
+        self.assertEqual([r[0] for r in replies], [250, 250, 550, 250], replies)
+        self.assertEqual(replies[1], (250, b"2.0.0 delivered later"))
+        self.assertEqual(c.noop()[0], 250)
+        # The next transaction on the same session works too.
+        self.assertEqual(c.mail("a@example.com")[0], 250)
+        self.assertEqual(c.rcpt("ok2@lists.example")[0], 250)
+        self.assertEqual(self.data_replies(c, 1), [(250, b"2.0.0 delivered later")])
+
 
 if __name__ == "__main__":
     main()

@@ -121,15 +121,24 @@ static void test_no_mixing_with_data(void **state)
 static void test_bad_size(void **state)
 {
     struct fx *f = *state;
+    f->params.cfg.max_errors = 20; /* each 501 counts */
     start(f);
     static const char *const bad[] = {
-        "BDAT\r\n",         "BDAT x\r\n",       "BDAT -1\r\n",   "BDAT 1 LAST x\r\n",
-        "BDAT 1 FIRST\r\n", "BDAT 1  LAST\r\n", "BDAT 0x10\r\n", "BDAT 18446744073709551616\r\n",
+        "BDAT\r\n",      "BDAT x\r\n",  "BDAT -1\r\n",
+        "BDAT 0x10\r\n", "BDAT 1x\r\n", "BDAT 18446744073709551616\r\n",
     };
     for (size_t i = 0; i < N_ROWS(bad); i++) {
         f->ctx = bad[i];
         dialog(f, bad[i], "501 5.5.4");
     }
+    /* A good size, then something else: the chunk is skipped first. */
+    static const char *const bad_end[] = {"BDAT 1 LAST x\r\nQ", "BDAT 1 FIRST\r\nQ",
+                                          "BDAT 1  LAST\r\nQ", "BDAT 0 x\r\n"};
+    for (size_t i = 0; i < N_ROWS(bad_end); i++) {
+        f->ctx = bad_end[i];
+        dialog(f, bad_end[i], "501 5.5.4");
+    }
+    f->ctx = "";
     /* The transaction is still open. */
     dialog(f, "BDAT 1 LAST\r\nz", "250 2.0.0");
     assert_int_equal(f->rec.n_message, 1);
