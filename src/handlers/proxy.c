@@ -175,7 +175,7 @@ static bool note_rcpt_leg(struct relay *r, struct leg *l)
 {
     if (!channel_config(r->s)->lmtp)
         return true;
-    struct leg **v = realloc(r->rcpt_legs, (r->n_rcpt_legs + 1) * sizeof(*v));
+    struct leg **v = realloc(r->rcpt_legs, (r->n_rcpt_legs + 1) * sizeof(struct leg *));
     if (!v)
         return false;
     v[r->n_rcpt_legs++] = l;
@@ -211,7 +211,7 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
     switch (r->step) {
     case RS_SMART_RCPT:
         if (up->code < 300 && !note_rcpt_leg(r, l)) {
-            answer_local(r, 451, "4.3.0", NULL);
+            answer_local(r, 451, "4.3.0", "Error: try again later");
             break;
         }
         answer(r, up, l);
@@ -246,7 +246,7 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
             if (up->code < 300)
                 recipient_cache_put(r->p->answers, r->forward_path, true, time(NULL));
             if (up->code < 300 && !note_rcpt_leg(r, l)) {
-                answer_local(r, 451, "4.3.0", NULL);
+                answer_local(r, 451, "4.3.0", "Error: try again later");
                 break;
             }
             answer(r, up, l);
