@@ -406,7 +406,9 @@ struct smtpd_handler {
      *  stays as it was (the client may RSET or send more RCPTs). With BDAT
      *  (RFC 3030) it is asked once the first chunk has been read; a refusal
      *  then answers that chunk and ends the transaction (later chunks get
-     *  503), since they would otherwise become a shorter message. */
+     *  503), since they would otherwise become a shorter message. When
+     *  that first chunk is also the last, an answer given later runs
+     *  on_message() before smtpd_reply() returns. */
     enum smtpd_verdict (*on_data)(void *arg, struct smtpd_session *s);
     /**
      * The client sent credentials with AUTH (RFC 4954 4): decide. Setting

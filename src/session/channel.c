@@ -850,6 +850,11 @@ static void cmd_rcpt(struct smtpd_session *s, const char *arg, size_t len)
     const char *syntax = s->extended ? "Syntax: RCPT TO: <address> [SP <mail-parameters>]"
                                      : "Syntax: RCPT TO: <address>";
     struct path_arg pa;
+    if (s->txn.chunked) {
+        /* on_data has seen the forward-paths; the data is on its way. */
+        reply(s, 503, "5.5.1", "Error: no RCPT after BDAT");
+        return;
+    }
     if (!cmd_parse_path(arg, len, "TO:", &pa)) {
         reply(s, 501, "5.1.3", syntax);
         return;
@@ -1265,16 +1270,18 @@ static void auth_answered(struct smtpd_session *s, int code, const char *ans, si
 }
 
 /* LMTP's end of data (RFC 2033 4.2): a reply per accepted recipient, in
- * RCPT order, its own or the message's (@p line), and a log line each. */
-static void lmtp_answers(struct smtpd_session *s, const char *line, size_t n)
+ * RCPT order, its own or the message's (@p line), and a log line each.
+ * @return whether one of them was a 421, which closes the session. */
+static bool lmtp_answers(struct smtpd_session *s, const char *line, size_t n)
 {
     struct txn *t = &s->txn;
-    bool delivered = false;
+    bool delivered = false, closing = false;
     for (size_t i = 0; i < t->n_forward_paths; i++) {
         const char *l = s->rcpt_answers && s->rcpt_answers[i] ? s->rcpt_answers[i] : line;
         size_t len = l == line ? n : strlen(l);
         send_raw(s, l, len);
         delivered |= l[0] == '2';
+        closing |= memcmp(l, "421", 3) == 0;
         if (log_info_on(s)) {
             char fp[256], rep[LOG_REPLY_MAX], from[256];
             smtpd_escape(from, sizeof(from), t->reverse_path, strlen(t->reverse_path));
@@ -1287,6 +1294,7 @@ static void lmtp_answers(struct smtpd_session *s, const char *line, size_t n)
     if (delivered)
         s->n_messages++;
     free_rcpt_answers(s);
+    return closing;
 }
 
 static void finish_step(struct smtpd_session *s)
@@ -1355,7 +1363,10 @@ static void finish_step(struct smtpd_session *s)
             line = buf;
         }
         if (lmtp_data) {
-            lmtp_answers(s, line, n);
+            if (lmtp_answers(s, line, n)) {
+                answered = true;
+                code = 421;
+            }
         } else {
             if (!answered)
                 send_raw(s, line, n);
@@ -1831,8 +1842,10 @@ static void feed_chunk(struct smtpd_session *s, const char *buf, size_t len, siz
     }
     *off += n;
     c->left -= n;
-    if (c->left == 0)
+    if (c->left == 0) {
         chunk_read(s);
+        check_errors(s);
+    }
 }
 
 /* BDAT's step is over: read its chunk (none: it ends here). */
@@ -2095,9 +2108,11 @@ bool channel_line_pending(const struct smtpd_session *s)
 
 size_t channel_data_received(const struct smtpd_session *s)
 {
-    if (s->state == ST_BDAT)
-        return (size_t)(s->chunk.size - s->chunk.left);
-    return s->state == ST_DATA ? s->txn.de.raw : 0;
+    /* A chunk being skipped (refused) counts too. */
+    size_t skipping =
+        s->state == ST_BDAT && s->chunk.refusal_code ? (size_t)(s->chunk.size - s->chunk.left) : 0;
+    return s->state == ST_DATA || s->state == ST_BDAT || s->txn.chunked ? s->txn.de.raw + skipping
+                                                                        : 0;
 }
 
 void channel_too_slow(struct smtpd_session *s)
@@ -2118,7 +2133,10 @@ enum chan_phase channel_phase(const struct smtpd_session *s)
         return PHASE_WAIT;
     if (s->tls_wait)
         return PHASE_TLS;
-    return s->state == ST_DATA || s->state == ST_BDAT ? PHASE_DATA : PHASE_COMMAND;
+    /* A BDAT transaction is one data phase, its BDAT lines included: the
+     * data rate is that of the whole message, not of one chunk. */
+    bool data = s->state == ST_DATA || s->state == ST_BDAT || s->txn.chunked;
+    return data ? PHASE_DATA : PHASE_COMMAND;
 }
 
 void channel_timeout(struct smtpd_session *s)

@@ -69,7 +69,7 @@ struct chan_params {
 /** Which timeout applies now. */
 enum chan_phase {
     PHASE_COMMAND, /* waiting for a command line: command_timeout */
-    PHASE_DATA,    /* receiving data: data_timeout */
+    PHASE_DATA,    /* receiving data (after 354, or a BDAT transaction): data_timeout */
     PHASE_WAIT,    /* waiting for a handler: answer_timeout */
     PHASE_TLS,     /* STARTTLS answered: the TLS handshake comes next */
     PHASE_CLOSED,  /* closing: read nothing more */
@@ -162,7 +162,8 @@ enum chan_phase channel_phase(const struct smtpd_session *s);
 /** Whether part of a command line is buffered (the client is sending one). */
 bool channel_line_pending(const struct smtpd_session *s);
 
-/** Octets of message data received so far in DATA (0 outside DATA). */
+/** Octets of message data received so far in DATA, or in the chunks of a
+ *  BDAT transaction (0 outside them). */
 size_t channel_data_received(const struct smtpd_session *s);
 
 /** The client sends data below the minimum rate: 421 4.4.2 and close. */

@@ -222,6 +222,46 @@ static void test_pending_answer(void **state)
     dialog(f, "NOOP\r\n", "250 2.0.0");
 }
 
+static void test_one_data_phase(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    assert_int_equal(channel_phase(f->s), PHASE_COMMAND);
+    /* The whole transaction is one data phase, its data counted across
+     * chunks (--min-data-rate must see the message, not one chunk). */
+    dialog(f, "BDAT 3\r\nabc", "250 2.0.0");
+    assert_int_equal(channel_phase(f->s), PHASE_DATA);
+    assert_int_equal(channel_data_received(f->s), 3);
+    feed_all(f, "BDAT 4\r\nxy");
+    assert_int_equal(channel_phase(f->s), PHASE_DATA);
+    assert_int_equal(channel_data_received(f->s), 5);
+    dialog(f, "zzBDAT 0 LAST\r\n", "250 2.0.0|250 2.0.0");
+    assert_int_equal(channel_phase(f->s), PHASE_COMMAND);
+    assert_int_equal(channel_data_received(f->s), 0);
+}
+
+static void test_no_rcpt_after_bdat(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    dialog(f, "BDAT 2\r\nab", "250 2.0.0");
+    dialog(f, "RCPT TO:<late@x.example>\r\n", "503 5.5.1");
+    dialog(f, "BDAT 1 LAST\r\nc", "250 2.0.0");
+    assert_int_equal(f->rec.msg.n_forward_paths, 1);
+}
+
+static void test_error_budget_after_chunk(void **state)
+{
+    struct fx *f = *state;
+    f->params.cfg.max_errors = 2;
+    f->params.exts = exts;
+    f->params.n_exts = 1;
+    fx_ehlo(f);
+    /* The second error is a chunk's 503: the 421 follows it at once. */
+    dialog(f, "FOO\r\nBDAT 3\r\nabc", "500 5.5.1|503 5.5.1|421 4.7.0");
+    assert_int_equal(f->io.n_close, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +277,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_on_data_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bare_line_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_data_phase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_rcpt_after_bdat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_budget_after_chunk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,6 +140,20 @@ static void test_end_of_data_refusals_for_each(void **state)
            "250 2.1.0|250 2.1.5|250 2.1.5|354|550 5.5.2|550 5.5.2");
 }
 
+static void test_recipient_421_closes(void **state)
+{
+    struct fx *f = *state;
+    f->rec.message_pending = true;
+    start(f);
+    dialog(f, "DATA\r\nhi\r\n.\r\n", "354");
+    struct smtpd_session *s = f->rec.waiting;
+    assert_int_equal(smtpd_reply_rcpt(s, 0, 421, NULL, "going down"), SMTPD_OK);
+    assert_int_equal(smtpd_reply(s, 250, NULL, NULL), SMTPD_OK);
+    /* RFC 5321 3.8: a 421 closes the session, whoever's reply it is. */
+    expect_replies(f, "421 4.0.0|250 2.0.0|250 2.0.0");
+    assert_int_equal(f->io.n_close, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +164,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_what_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_lmtp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_of_data_refusals_for_each, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recipient_421_closes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
