@@ -1387,6 +1387,9 @@ static void finish_step(struct smtpd_session *s)
     }
     case STEP_DATA_CMD:
         if (code < 300) {
+            /* A late answer for a session that is gone starts nothing. */
+            if (s->state == ST_CLOSED)
+                break;
             if (s->txn.chunked)
                 chunk_accepted(s);
             else
@@ -1418,7 +1421,8 @@ static void finish_step(struct smtpd_session *s)
             s->builtin_params = NULL;
             free(s->greeting);
             s->greeting = NULL;
-            run_builtin(s, verb, p, s->builtin_len);
+            if (s->state != ST_CLOSED) /* a late answer: nothing more runs */
+                run_builtin(s, verb, p, s->builtin_len);
             free(p);
         } else if (answered && code / 100 == 2 && s->greeting) {
             /* A replacement of HELO/EHLO accepted it (see smtpd_command). */
@@ -2111,8 +2115,7 @@ size_t channel_data_received(const struct smtpd_session *s)
     /* A chunk being skipped (refused) counts too. */
     size_t skipping =
         s->state == ST_BDAT && s->chunk.refusal_code ? (size_t)(s->chunk.size - s->chunk.left) : 0;
-    return s->state == ST_DATA || s->state == ST_BDAT || s->txn.chunked ? s->txn.de.raw + skipping
-                                                                        : 0;
+    return channel_phase(s) == PHASE_DATA ? s->txn.de.raw + skipping : 0;
 }
 
 void channel_too_slow(struct smtpd_session *s)
