@@ -183,6 +183,15 @@ static bool note_rcpt_leg(struct relay *r, struct leg *l)
     return true;
 }
 
+/* A RCPT's answer from leg @p l; an accepted forward-path is noted. */
+static void answer_rcpt(struct relay *r, const struct client_reply *up, struct leg *l)
+{
+    if (up->code < 300 && !note_rcpt_leg(r, l))
+        answer_local(r, 451, "4.3.0", "Error: try again later");
+    else
+        answer(r, up, l);
+}
+
 /* LMTP server: a reply of leg @p l after the data is that of its next
  * recipient, its last one that of all it has left (an SMTP leg's one
  * reply, or a lost LMTP connection). The answer that completes the
@@ -210,11 +219,7 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
     struct relay *r = arg;
     switch (r->step) {
     case RS_SMART_RCPT:
-        if (up->code < 300 && !note_rcpt_leg(r, l)) {
-            answer_local(r, 451, "4.3.0", "Error: try again later");
-            break;
-        }
-        answer(r, up, l);
+        answer_rcpt(r, up, l);
         break;
     case RS_MAIL:
     case RS_NONE:
@@ -245,11 +250,7 @@ static void leg_replied(void *arg, struct leg *l, const struct client_reply *up)
         } else {
             if (up->code < 300)
                 recipient_cache_put(r->p->answers, r->forward_path, true, time(NULL));
-            if (up->code < 300 && !note_rcpt_leg(r, l)) {
-                answer_local(r, 451, "4.3.0", "Error: try again later");
-                break;
-            }
-            answer(r, up, l);
+            answer_rcpt(r, up, l);
         }
         break;
     case RS_DATA:

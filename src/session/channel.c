@@ -411,6 +411,19 @@ static void run_builtin(struct smtpd_session *s, enum cmd_verb v, const char *ar
 static bool idle(const struct smtpd_session *s);
 static void shutdown_now(struct smtpd_session *s);
 
+/* The step's answer is stored: apply it now if it came from the event loop
+ * (a pending answer), and read on; inside the callback, ask() applies it
+ * on return. */
+static enum smtpd_err answer_ready(struct smtpd_session *s)
+{
+    if (!s->in_callback) {
+        finish_step(s);
+        if (!s->in_feed && s->state != ST_CLOSED)
+            s->tr->resume(s->io);
+    }
+    return SMTPD_OK;
+}
+
 /* The answer of the step in flight: stored, then applied by finish_step()
  * (at once, or on return from the callback). */
 static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char *enhanced,
@@ -460,13 +473,7 @@ static enum smtpd_err give_answer(struct smtpd_session *s, int code, const char 
     }
     s->answered = true;
     s->answer_code = code;
-    if (!s->in_callback) {
-        /* A pending answer from the event loop: apply it and read on. */
-        finish_step(s);
-        if (!s->in_feed && s->state != ST_CLOSED)
-            s->tr->resume(s->io);
-    }
-    return SMTPD_OK;
+    return answer_ready(s);
 }
 
 /* The text of an answer given without one. */
@@ -515,12 +522,7 @@ enum smtpd_err smtpd_reply_rcpt(struct smtpd_session *s, size_t index, int code,
     s->answer_len = len;
     s->answer_code = code;
     s->answered = true;
-    if (!s->in_callback) {
-        finish_step(s);
-        if (!s->in_feed && s->state != ST_CLOSED)
-            s->tr->resume(s->io);
-    }
-    return SMTPD_OK;
+    return answer_ready(s);
 }
 
 enum smtpd_err smtpd_reply_lines(struct smtpd_session *s, int code, const char *enhanced,
@@ -548,12 +550,7 @@ enum smtpd_err smtpd_run_builtin(struct smtpd_session *s, const char *params, si
     s->run_builtin = true;
     s->answered = true;
     s->answer_code = 0;
-    if (!s->in_callback) {
-        finish_step(s);
-        if (!s->in_feed && s->state != ST_CLOSED)
-            s->tr->resume(s->io);
-    }
-    return SMTPD_OK;
+    return answer_ready(s);
 }
 
 /* Mark the start of a handler call for @p step; its verdict goes to ask(). */
@@ -1773,20 +1770,25 @@ static bool idle(const struct smtpd_session *s)
            !line_reader_pending(&s->lr) && !s->tls_wait;
 }
 
+/* The message data could not be stored: 451, and the session ends. */
+static void data_nomem(struct smtpd_session *s)
+{
+    s->state = ST_COMMAND;
+    reply_nomem(s);
+    txn_clear(s, "a local error");
+    close_session(s);
+}
+
 /* Message data up to the end of data, or all of @p buf. */
 static void feed_data(struct smtpd_session *s, const char *buf, size_t len, size_t *off)
 {
     size_t used = 0;
     enum data_result r = data_feed(&s->txn.de, &s->txn.data, buf + *off, len - *off, &used);
     *off += used;
-    if (r == DATA_NOMEM) {
-        s->state = ST_COMMAND;
-        reply_nomem(s);
-        txn_clear(s, "a local error");
-        close_session(s);
-    } else if (r == DATA_END) {
+    if (r == DATA_NOMEM)
+        data_nomem(s);
+    else if (r == DATA_END)
         end_of_data(s);
-    }
 }
 
 /* ---- BDAT (RFC 3030) ---- */
@@ -1837,10 +1839,7 @@ static void feed_chunk(struct smtpd_session *s, const char *buf, size_t len, siz
     if (!c->refusal_code) {
         size_t used;
         if (data_feed(&s->txn.de, &s->txn.data, buf + *off, n, &used) == DATA_NOMEM) {
-            s->state = ST_COMMAND;
-            reply_nomem(s);
-            txn_clear(s, "a local error");
-            close_session(s);
+            data_nomem(s);
             return;
         }
     }
@@ -1904,9 +1903,7 @@ static void chunk_accepted(struct smtpd_session *s)
         return;
     }
     if (!data_chunked_end(&t->de, &t->data)) {
-        reply_nomem(s);
-        txn_clear(s, "a local error");
-        close_session(s);
+        data_nomem(s);
         return;
     }
     end_of_data(s);

@@ -11,6 +11,7 @@
  * are accepted, and logged with the identity that sent them:
  * "tp_auth_later: message from alice" (or "from nobody").
  */
+#include "later.h"
 #include "smtpd.h"
 
 #include <event2/event.h>
@@ -18,11 +19,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct later {
-    struct event_base *base;
-    struct timeval delay;
-};
 
 /* One session's pending answer (its session data). */
 struct pending {
@@ -93,36 +89,14 @@ static enum smtpd_verdict on_message(void *arg, struct smtpd_session *s,
     return SMTPD_DONE;
 }
 
-static void teardown(void *arg)
-{
-    free(arg);
-}
-
 int smtpd_plugin_init_v1(const struct smtpd_plugin_host *host, struct smtpd_plugin *plugin);
 
 int smtpd_plugin_init_v1(const struct smtpd_plugin_host *host, struct smtpd_plugin *plugin)
 {
-    long ms = 1000;
-    if (host->argc > 0) {
-        char *end;
-        ms = strtol(host->argv[0], &end, 10);
-        if (*end || ms < 0 || ms > 600000) {
-            plugin->error = "tp_auth_later: the argument is the delay in milliseconds";
-            return -1;
-        }
-    }
-    struct later *l = calloc(1, sizeof(*l));
-    if (!l) {
-        plugin->error = "out of memory";
+    if (!later_new(host, plugin, 1000, "tp_auth_later: the argument is the delay in milliseconds"))
         return -1;
-    }
-    l->base = host->base;
-    l->delay.tv_sec = ms / 1000;
-    l->delay.tv_usec = (ms % 1000) * 1000;
     plugin->handler.on_auth = on_auth;
     plugin->handler.on_close = on_close;
     plugin->handler.on_message = on_message;
-    plugin->handler.arg = l;
-    plugin->teardown = teardown;
     return 0;
 }

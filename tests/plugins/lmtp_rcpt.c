@@ -13,6 +13,7 @@
  * it is not, the plugin logs "tp_lmtp_rcpt: second answer taken". on_close
  * cancels a timer still pending.
  */
+#include "later.h"
 #include "smtpd.h"
 
 #include <event2/event.h>
@@ -20,11 +21,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct later {
-    struct event_base *base;
-    struct timeval delay;
-};
 
 /* One session's message waiting for its answers (its session data). */
 struct pending {
@@ -131,35 +127,13 @@ static void on_close(void *arg, struct smtpd_session *s)
     }
 }
 
-static void teardown(void *arg)
-{
-    free(arg);
-}
-
 int smtpd_plugin_init_v1(const struct smtpd_plugin_host *host, struct smtpd_plugin *plugin);
 
 int smtpd_plugin_init_v1(const struct smtpd_plugin_host *host, struct smtpd_plugin *plugin)
 {
-    long ms = 200;
-    if (host->argc > 0) {
-        char *end;
-        ms = strtol(host->argv[0], &end, 10);
-        if (*end || ms < 0 || ms > 600000) {
-            plugin->error = "tp_lmtp_rcpt: the argument is the delay in milliseconds";
-            return -1;
-        }
-    }
-    struct later *l = calloc(1, sizeof(*l));
-    if (!l) {
-        plugin->error = "out of memory";
+    if (!later_new(host, plugin, 200, "tp_lmtp_rcpt: the argument is the delay in milliseconds"))
         return -1;
-    }
-    l->base = host->base;
-    l->delay.tv_sec = ms / 1000;
-    l->delay.tv_usec = (ms % 1000) * 1000;
     plugin->handler.on_message = on_message;
     plugin->handler.on_close = on_close;
-    plugin->handler.arg = l;
-    plugin->teardown = teardown;
     return 0;
 }
